@@ -1,0 +1,60 @@
+"""Rich output helpers shared by the CLI commands (progress bars, tables, JSON)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@contextlib.contextmanager
+def byte_progress(label: str, enabled: bool = True) -> Iterator:
+    """Yield an ``on_progress(done, total, what)`` callback drawing a bytes progress bar."""
+    if not enabled or not err_console.is_terminal:
+        yield None
+        return
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
+               TransferSpeedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[what]}", style="dim"))
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        task = progress.add_task(label, total=None, what="")
+
+        def update(done: int, total: int, what: str) -> None:
+            progress.update(task, completed=done, total=total, what=what)
+
+        yield update
+
+
+def print_json(data) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def key_value_table(title: str, rows: dict) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="cyan")
+    table.add_column()
+    for key, value in rows.items():
+        table.add_row(str(key), str(value))
+    return table

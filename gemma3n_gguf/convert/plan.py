@@ -1,0 +1,176 @@
+"""The text tensor plan: every GGUF tensor with its shape, source and target type.
+
+Building the plan reads only checkpoint headers. It proves the name map complete in both
+directions (each checkpoint tensor is mapped or dropped on purpose, each tensor llama.cpp
+requires is present or synthesised) and raises once with every problem listed.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from gguf import GGML_QUANT_SIZES, MODEL_TENSOR, GGMLQuantizationType
+
+from ..errors import TensorMappingError
+from .checkpoint import Checkpoint
+from .config import TextConfig
+from .names import (
+    NOT_IN_TEXT_GGUF,
+    SYNTHESISED_IF_ABSENT,
+    T,
+    classify,
+    expected_gguf_names,
+    gguf_name,
+)
+from .sources import Constant, Copy, PadRows, Source, Stack
+
+Q = GGMLQuantizationType
+
+# Tensors kept in F32 whatever the output type (as llama.cpp's converter and loader expect).
+ALWAYS_F32_KINDS = frozenset({T.ALTUP_CORRECT_COEF, T.ALTUP_PREDICT_COEF})
+OUTTYPES = {"f32": Q.F32, "f16": Q.F16, "bf16": Q.BF16, "q8_0": Q.Q8_0}
+
+
+@dataclass(frozen=True)
+class PlannedTensor:
+    name: str  # GGUF name
+    shape: tuple[int, ...]  # numpy (HF) order; GGUF stores it reversed
+    source: Source
+    qtype: GGMLQuantizationType
+    kind: MODEL_TENSOR
+
+    @property
+    def n_elements(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    @property
+    def nbytes(self) -> int:
+        block, size = GGML_QUANT_SIZES[self.qtype]
+        return self.n_elements // block * size
+
+
+@dataclass
+class TextPlan:
+    tensors: list[PlannedTensor]
+    dropped: list[str] = field(default_factory=list)  # checkpoint tensors left out on purpose
+    synthesised: list[str] = field(default_factory=list)  # GGUF tensors made up (shared K/V)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.nbytes for t in self.tensors)
+
+
+def output_type(kind: MODEL_TENSOR, shape: tuple[int, ...], name: str, outtype: GGMLQuantizationType) -> GGMLQuantizationType:
+    """Norms, 1-D tensors and AltUp coefficients stay F32; rows that do not fill whole
+    quantization blocks fall back to F16."""
+    if len(shape) == 1 or name.endswith("_norm.weight") or kind in ALWAYS_F32_KINDS:
+        return Q.F32
+    block = GGML_QUANT_SIZES[outtype][0]
+    if shape[-1] % block:
+        return Q.F16
+    return outtype
+
+
+def build_text_plan(ckpt: Checkpoint, cfg: TextConfig, outtype: str = "f16", *, ple_pad_row0: bool = False) -> TextPlan:
+    target = OUTTYPES[outtype]
+    found: dict[str, Source] = {}
+    stacks: dict[MODEL_TENSOR, dict[int, str]] = defaultdict(dict)
+    kinds: dict[str, MODEL_TENSOR] = {}
+    unmapped, dropped = [], []
+    for hf_name in sorted(ckpt.tensors):
+        if NOT_IN_TEXT_GGUF.match(hf_name):
+            dropped.append(hf_name)
+            continue
+        mapped = classify(hf_name)
+        if mapped is None or (mapped[1] is not None and mapped[1] >= cfg.num_layers):
+            unmapped.append(hf_name)
+            continue
+        kind, bid, index = mapped
+        if index is not None:
+            stacks[kind][index] = hf_name
+            continue
+        name = gguf_name(kind, bid)
+        kinds[name] = kind
+        found[name] = _source_for(kind, hf_name, cfg, ple_pad_row0)
+    for kind, members in stacks.items():
+        name = gguf_name(kind)
+        kinds[name] = kind
+        found[name] = Stack(tuple(members[i] for i in sorted(members)))
+
+    synthesised = _synthesise_shared_kv(cfg, found, kinds)
+    expected = expected_gguf_names(cfg.num_layers)
+    missing = sorted(expected - set(found))
+    unexpected = sorted(set(found) - expected)
+    if unmapped or missing or unexpected:
+        raise TensorMappingError(_mapping_report(unmapped, missing, unexpected))
+
+    tensors = []
+    for name in _ordered(found):
+        shape = _shape_of(found[name], ckpt)
+        tensors.append(PlannedTensor(name, shape, found[name], output_type(kinds[name], shape, name, target), kinds[name]))
+    return TextPlan(tensors, dropped, synthesised)
+
+
+def _source_for(kind: MODEL_TENSOR, hf_name: str, cfg: TextConfig, ple_pad_row0: bool) -> Source:
+    if kind is T.TOKEN_EMBD:
+        return PadRows(hf_name, cfg.vocab_size)
+    if kind is T.PER_LAYER_TOKEN_EMBD:
+        return PadRows(hf_name, cfg.vocab_size, fill_with_row0=ple_pad_row0)
+    return Copy(hf_name)
+
+
+def _synthesise_shared_kv(cfg: TextConfig, found: dict[str, Source], kinds: dict[str, MODEL_TENSOR]) -> list[str]:
+    kv_dim = cfg.num_kv_heads * cfg.head_dim
+    shapes = {T.ATTN_K: ((kv_dim, cfg.hidden_size), 0.0), T.ATTN_V: ((kv_dim, cfg.hidden_size), 0.0),
+              T.ATTN_K_NORM: ((cfg.head_dim,), 1.0)}
+    made = []
+    for bid in range(cfg.first_shared_layer, cfg.num_layers):
+        for kind in SYNTHESISED_IF_ABSENT:
+            name = gguf_name(kind, bid)
+            if name not in found:
+                shape, value = shapes[kind]
+                found[name] = Constant(shape, value)
+                kinds[name] = kind
+                made.append(name)
+    return made
+
+
+def _shape_of(source: Source, ckpt: Checkpoint) -> tuple[int, ...]:
+    if isinstance(source, Copy):
+        return ckpt.ref(source.name).shape
+    if isinstance(source, PadRows):
+        return (source.total_rows, *ckpt.ref(source.name).shape[1:])
+    if isinstance(source, Stack):
+        return (len(source.names), *ckpt.ref(source.names[0]).shape)
+    return source.shape
+
+
+def _ordered(found: dict[str, Source]) -> list[str]:
+    """Global tensors first, then layers in numeric order (llama.cpp does not care, people do)."""
+
+    def key(name: str):
+        parts = name.split(".")
+        return (1, int(parts[1]), name) if parts[0] == "blk" else (0, 0, name)
+
+    return sorted(found, key=key)
+
+
+def _mapping_report(unmapped: list[str], missing: list[str], unexpected: list[str]) -> str:
+    lines = ["the checkpoint's tensors do not match what llama.cpp's gemma3n model needs:"]
+    if unmapped:
+        lines.append(f"  {len(unmapped)} checkpoint tensor(s) have no GGUF name: {_listing(unmapped)}")
+    if missing:
+        lines.append(f"  {len(missing)} GGUF tensor(s) have no source in the checkpoint: {_listing(missing)}")
+    if unexpected:
+        lines.append(f"  {len(unexpected)} tensor(s) beyond the config's layers: {_listing(unexpected)}")
+    lines.append("  is the checkpoint complete and is config.json the one saved with it?")
+    return "\n".join(lines)
+
+
+def _listing(names: list[str], limit: int = 12) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... (+{len(names) - limit} more)" if len(names) > limit else "")

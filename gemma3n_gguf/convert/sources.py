@@ -1,0 +1,97 @@
+"""Where a planned GGUF tensor's values come from: pure, row-addressable transforms.
+
+Each source yields rows ``[start, stop)`` of the tensor in HF (numpy) order, as float32,
+or as raw bfloat16 words when asked for ``raw`` and the bytes can pass through unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .checkpoint import Checkpoint, raw_to_f32
+
+
+@dataclass(frozen=True)
+class Copy:
+    """One checkpoint tensor as is."""
+
+    name: str
+
+    def rows(self, ckpt: Checkpoint, start: int, stop: int, raw: bool = False) -> np.ndarray:
+        return ckpt.read_raw(self.name, start, stop) if raw else ckpt.read(self.name, start, stop)
+
+    def raw_dtype(self, ckpt: Checkpoint) -> str:
+        return ckpt.ref(self.name).dtype
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.name,)
+
+
+@dataclass(frozen=True)
+class PadRows:
+    """A table grown to ``total_rows``; new rows are zeros, or copies of row 0 (the row
+    transformers uses for ids past the PLE vocabulary, see the hard-token option)."""
+
+    name: str
+    total_rows: int
+    fill_with_row0: bool = False
+
+    def rows(self, ckpt: Checkpoint, start: int, stop: int, raw: bool = False) -> np.ndarray:
+        have = ckpt.ref(self.name).shape[0]
+        read = (lambda a, b: ckpt.read_raw(self.name, a, b)) if raw else (lambda a, b: ckpt.read(self.name, a, b))
+        parts = []
+        if start < have:
+            parts.append(read(start, min(stop, have)))
+        pad = stop - max(start, have)
+        if pad > 0:
+            row0 = read(0, 1)
+            parts.append(np.repeat(row0, pad, axis=0) if self.fill_with_row0 else np.zeros((pad, *row0.shape[1:]), row0.dtype))
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    def raw_dtype(self, ckpt: Checkpoint) -> str:
+        return ckpt.ref(self.name).dtype
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.name,)
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Tensors stacked along a new leading axis (AltUp projections: 3 x [E, E])."""
+
+    names: tuple[str, ...]
+
+    def rows(self, ckpt: Checkpoint, start: int, stop: int, raw: bool = False) -> np.ndarray:
+        return np.stack([ckpt.read(n) for n in self.names[start:stop]])
+
+    def raw_dtype(self, ckpt: Checkpoint) -> str:
+        return "F32"
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return self.names
+
+
+@dataclass(frozen=True)
+class Constant:
+    """A tensor the checkpoint lacks and llama.cpp requires but never reads."""
+
+    shape: tuple[int, ...]
+    value: float
+
+    def rows(self, ckpt: Checkpoint, start: int, stop: int, raw: bool = False) -> np.ndarray:
+        return np.full((stop - start, *self.shape[1:]), self.value, dtype=np.float32)
+
+    def raw_dtype(self, ckpt: Checkpoint) -> str:
+        return "F32"
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return ()
+
+
+Source = Copy | PadRows | Stack | Constant

@@ -1,0 +1,101 @@
+"""Convert a Gemma 3n checkpoint's text model into a GGUF file llama.cpp runs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from gguf import GGUFWriter, GGMLQuantizationType
+
+from ..errors import ConfigError, ConversionError
+from ..gguf_stream import Progress, chunked_rows, write_gguf
+from .checkpoint import Checkpoint
+from .config import TextConfig, llama_cpp_violations
+from .encode import bf16_words_finite, encode_rows
+from .metadata import add_text_metadata, model_name
+from .plan import OUTTYPES, PlannedTensor, TextPlan, build_text_plan
+from .sources import Copy, PadRows
+from .vocab import read_vocab, write_vocab
+
+
+@dataclass
+class ConversionResult:
+    path: Path
+    plan: TextPlan
+    config: TextConfig
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def n_tensors(self) -> int:
+        return len(self.plan.tensors)
+
+
+def default_output(checkpoint_dir: Path, name: str, outtype: str) -> Path:
+    return checkpoint_dir / f"{name}-{outtype.upper()}.gguf"
+
+
+def load_checked_config(ckpt: Checkpoint, force: bool) -> tuple[TextConfig, list[str]]:
+    """The text config, refused if llama.cpp would run it wrongly (unless ``force``)."""
+    cfg = TextConfig.from_hf(ckpt.config)
+    violations = llama_cpp_violations(cfg)
+    if violations and not force:
+        listing = "\n".join(f"  - {v}" for v in violations)
+        raise ConfigError(
+            "this checkpoint departs from what llama.cpp hard-codes for gemma3n:\n"
+            f"{listing}\n  pass --force to write the file anyway"
+        )
+    return cfg, [f"writing anyway: {v}" for v in violations]
+
+
+def convert(
+    checkpoint_dir: str | os.PathLike[str],
+    output: str | os.PathLike[str] | None = None,
+    *,
+    outtype: str = "f16",
+    force: bool = False,
+    ple_pad_row0: bool = False,
+    on_progress: Progress | None = None,
+) -> ConversionResult:
+    """Convert the text model of a Gemma 3n checkpoint into one GGUF file.
+
+    Tensors are streamed one at a time (the PLE table in row chunks); nothing is written
+    at ``output`` unless the whole file is complete.
+    """
+    if outtype not in OUTTYPES:
+        raise ConfigError(f"unknown --outtype {outtype!r}; choose one of {', '.join(OUTTYPES)}")
+    ckpt = Checkpoint(checkpoint_dir)
+    cfg, warnings = load_checked_config(ckpt, force)
+    plan = build_text_plan(ckpt, cfg, outtype, ple_pad_row0=ple_pad_row0)
+    vocab = read_vocab(ckpt.directory, cfg.vocab_size)
+    name = model_name(ckpt.directory, ckpt.config)
+    dest = Path(output) if output else default_output(ckpt.directory, name, outtype)
+    hub_id = ckpt.config.get("_name_or_path") if "/" in str(ckpt.config.get("_name_or_path", "")) else None
+    n_params = sum(t.n_elements for t in plan.tensors)
+
+    def metadata(w: GGUFWriter) -> None:
+        add_text_metadata(w, cfg, name=name, outtype=outtype, n_params=n_params, hub_id=hub_id)
+        write_vocab(w, vocab)
+
+    write_gguf(dest, "gemma3n", metadata, plan.tensors, lambda t: tensor_bytes(ckpt, t), on_progress)
+    return ConversionResult(dest, plan, cfg, warnings)
+
+
+def tensor_bytes(ckpt: Checkpoint, t: PlannedTensor) -> Iterator[np.ndarray]:
+    """The encoded bytes of one planned tensor, a row chunk at a time."""
+    passthrough = (
+        t.qtype == GGMLQuantizationType.BF16
+        and isinstance(t.source, (Copy, PadRows))
+        and t.source.raw_dtype(ckpt) == "BF16"
+    )
+    row_elems = max(1, t.n_elements // t.shape[0])
+    for start, stop in chunked_rows(t.shape[0], row_elems * 4):
+        if passthrough:
+            words = t.source.rows(ckpt, start, stop, raw=True)
+            if not bf16_words_finite(words):
+                raise ConversionError(f"tensor {t.name} contains NaN or infinite values; the checkpoint is corrupt")
+            yield words
+        else:
+            yield encode_rows(t.source.rows(ckpt, start, stop), t.qtype, t.name)
