@@ -1,0 +1,36 @@
+"""The peer tools we measure against: llama.cpp's reference converter, from the same
+llama-cpp-python 0.3.36 sdist whose runtime we target (fetched from PyPI with pip)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+SDIST = "llama-cpp-python==0.3.36"
+CACHE = Path(os.environ.get("GEMMA3N_GGUF_CACHE", Path.home() / ".cache" / "gemma3n-gguf")) / "peers"
+_WANTED = ("vendor/llama.cpp/convert_hf_to_gguf.py", "vendor/llama.cpp/conversion/", "vendor/llama.cpp/gguf-py/")
+
+
+def llama_cpp_tree() -> Path:
+    """``vendor/llama.cpp`` of the sdist (only the converter and gguf-py are unpacked)."""
+    root = CACHE / "llama_cpp_python-0.3.36" / "vendor" / "llama.cpp"
+    if (root / "convert_hf_to_gguf.py").is_file():
+        return root
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                        "-q", "-d", tmp, SDIST], check=True)
+        archive = next(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
+        with tarfile.open(archive) as tar:
+            members = [m for m in tar.getmembers() if any(w in m.name for w in _WANTED)]
+            tar.extractall(CACHE, members=members, filter="data")
+    return root
+
+
+def reference_convert_command(checkpoint: Path, out: Path, outtype: str) -> list[str]:
+    script = llama_cpp_tree() / "convert_hf_to_gguf.py"
+    return [sys.executable, str(script), str(checkpoint), "--outtype", outtype, "--outfile", str(out)]

@@ -1,0 +1,73 @@
+"""Shared fixtures: tiny Gemma 3n checkpoints built once per session, and their GGUFs.
+
+Every fixture is built by the project's own factory and converter; nothing is downloaded
+and nothing is mocked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gemma3n_gguf.fixtures import make_checkpoint
+
+
+@pytest.fixture(scope="session")
+def tiny_text_checkpoint(tmp_path_factory) -> Path:
+    """tiny-text saved the transformers-5 way (no K/V for KV-shared layers)."""
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-text", "tiny-text", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_text_google_checkpoint(tmp_path_factory) -> Path:
+    """tiny-text saved the way Google's releases are (K/V kept, 4.5x config keys)."""
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-text-google", "tiny-text", seed=0, saving="google")
+
+
+@pytest.fixture(scope="session")
+def tiny_text_gguf_factory(tiny_text_checkpoint, tmp_path_factory):
+    """Convert tiny-text once per output type and hand out the paths."""
+    from gemma3n_gguf.convert import convert
+
+    made: dict[str, Path] = {}
+
+    def get(outtype: str) -> Path:
+        if outtype not in made:
+            out = tmp_path_factory.mktemp("gguf") / f"tiny-text-{outtype}.gguf"
+            made[outtype] = convert(tiny_text_checkpoint, out, outtype=outtype).path
+        return made[outtype]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny_text_f32_gguf(tiny_text_gguf_factory) -> Path:
+    return tiny_text_gguf_factory("f32")
+
+
+PARITY_TOKENS = 400
+
+
+@pytest.fixture(scope="session")
+def parity_ids():
+    """BOS then random text-vocabulary ids: long enough to cross the 64-token sliding window."""
+    import numpy as np
+
+    rng = np.random.default_rng(1234)
+    return np.concatenate([[2], rng.integers(10, 1024, PARITY_TOKENS - 1)]).astype(np.int64)
+
+
+@pytest.fixture(scope="session")
+def tiny_text_reference_logits(tiny_text_checkpoint, parity_ids):
+    """transformers (fp32) logits of tiny-text on ``parity_ids``: the reference."""
+    from gemma3n_gguf.validate.runners import TransformersRunner
+
+    return next(TransformersRunner(tiny_text_checkpoint).iter_window_logits([parity_ids]))
+
+
+def llama_logits(gguf_path, ids):
+    from gemma3n_gguf.validate.runners import LlamaCppRunner
+
+    with LlamaCppRunner(gguf_path, n_ctx=512) as runner:
+        return next(runner.iter_window_logits([ids]))
