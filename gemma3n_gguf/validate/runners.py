@@ -129,6 +129,9 @@ def _import_transformers() -> tuple[Any, Any]:
         import transformers
     except ImportError as exc:
         raise RuntimeUnavailableError(f"the reference needs torch and transformers: {exc}") from exc
+    # the library never prints: no weight-loading bars or advisory warnings from transformers
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
     return torch, transformers
 
 

@@ -1,0 +1,66 @@
+"""The demo: build a tiny Gemma 3n, convert it, and check llama.cpp against transformers."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from .console import human_bytes
+from .convert import convert
+from .fixtures import make_checkpoint
+from .validate.bounds import PARITY_BOUNDS
+from .validate.parity import ParityStats, parity_stats
+from .validate.runners import LlamaCppRunner, TransformersRunner
+
+DEMO_TYPES = ("f32", "f16", "q8_0")
+DEMO_TOKENS = 384
+
+
+@dataclass
+class DemoRow:
+    outtype: str
+    path: Path
+    stats: ParityStats
+    failures: list[str]
+
+
+def run_demo(out: Path, console: Console) -> list[DemoRow]:
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint = out / "tiny-text"
+    started = time.perf_counter()
+    with console.status("building the tiny-text checkpoint (random weights, Google's layout)"):
+        if not (checkpoint / "config.json").is_file():
+            make_checkpoint(checkpoint, "tiny-text", seed=0, overwrite=True)
+    console.print(f"[green]checkpoint[/green] {checkpoint}")
+
+    ids = np.concatenate([[2], np.random.default_rng(0).integers(10, 1024, DEMO_TOKENS - 1)])
+    with console.status("running transformers (the reference)"):
+        reference = next(TransformersRunner(checkpoint).iter_window_logits([ids]))
+    rows = []
+    for outtype in DEMO_TYPES:
+        with console.status(f"converting to {outtype} and running llama.cpp"):
+            path = convert(checkpoint, out / f"tiny-text-{outtype.upper()}.gguf", outtype=outtype).path
+            with LlamaCppRunner(path, n_ctx=512) as runner:
+                stats = parity_stats(reference, next(runner.iter_window_logits([ids])))
+        rows.append(DemoRow(outtype, path, stats, PARITY_BOUNDS[outtype].violations(stats)))
+    console.print(_table(rows))
+    verdict = "[bold green]all within bounds[/bold green]" if not any(r.failures for r in rows) else "[bold red]out of bounds[/bold red]"
+    console.print(f"{verdict} ({DEMO_TOKENS} tokens, {time.perf_counter() - started:.0f} s). "
+                  f"Next: gemma3n-gguf inspect {rows[-1].path}")
+    return rows
+
+
+def _table(rows: list[DemoRow]) -> Table:
+    table = Table("type", "size", "max |dlogit|/std", "mean KLD", "top-1 (gap>0.1)", "verdict",
+                  title="llama.cpp vs transformers on the same tokens", title_justify="left")
+    for r in rows:
+        s = r.stats
+        verdict = "[green]pass[/green]" if not r.failures else "[red]" + "; ".join(r.failures) + "[/red]"
+        table.add_row(r.outtype, human_bytes(r.path.stat().st_size), f"{s.max_abs_dlogit_rel:.4f}",
+                      f"{s.mean_kld:.2e}", f"{s.confident_top1_agreement:.3f}", verdict)
+    return table
