@@ -1,3 +1,17 @@
-"""gemma3n-gguf: convert, quantize and validate Gemma 3n checkpoints as GGUF files."""
+"""gemma3n-gguf: convert, quantize and validate Gemma 3n checkpoints as GGUF files.
+
+The command line is a thin layer over these functions::
+
+    from gemma3n_gguf import convert, make_checkpoint, summarize
+    make_checkpoint("tiny", "tiny-text")
+    result = convert("tiny", "tiny-F16.gguf", outtype="f16")
+    print(summarize(result.path).total.bits_per_weight)
+"""
 
 __version__ = "0.1.0"
+
+from .convert.text import ConversionResult, convert  # noqa: E402
+from .fixtures.factory import make_checkpoint  # noqa: E402
+from .inspect import summarize  # noqa: E402
+
+__all__ = ["ConversionResult", "__version__", "convert", "make_checkpoint", "summarize"]
