@@ -39,6 +39,8 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("bench/.work"))
     parser.add_argument("--preset", default="e2b-shape")
     parser.add_argument("--skip-reference", action="store_true")
+    parser.add_argument("--compare", action="store_true",
+                        help="also check that both files hold the same tensors, byte for byte")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     ckpt = ensure_checkpoint(args.workdir, args.preset)
@@ -50,15 +52,32 @@ def main() -> None:
                          "--outtype", "bf16", "--json"], str(args.workdir / "ours.log"))
     ours.output_bytes = ours_out.stat().st_size if ours_out.exists() else None
     runs.append(ours)
-    ours_out.unlink(missing_ok=True)
     if not args.skip_reference:
         ref_out = args.workdir / "reference-bf16.gguf"
         ref = run_measured("llama.cpp convert_hf_to_gguf.py --outtype bf16",
                            reference_convert_command(ckpt, ref_out, "bf16"), str(args.workdir / "reference.log"))
         ref.output_bytes = ref_out.stat().st_size if ref_out.exists() else None
         runs.append(ref)
+        if args.compare and ours.returncode == ref.returncode == 0:
+            console.print(compare_tensors(ours_out, ref_out))
         ref_out.unlink(missing_ok=True)
+    ours_out.unlink(missing_ok=True)
     report(runs)
+
+
+def compare_tensors(ours: Path, reference: Path) -> str:
+    """Same tensor names, types, shapes and bytes (the order and metadata may differ)."""
+    from gguf import GGUFReader
+
+    a = {t.name: t for t in GGUFReader(ours).tensors}
+    b = {t.name: t for t in GGUFReader(reference).tensors}
+    if a.keys() != b.keys():
+        return f"[red]tensor sets differ[/red]: only ours {sorted(a.keys() - b.keys())[:5]}, only reference {sorted(b.keys() - a.keys())[:5]}"
+    differ = [n for n in a if a[n].tensor_type != b[n].tensor_type or list(a[n].shape) != list(b[n].shape)
+              or not (a[n].data == b[n].data).all()]
+    if differ:
+        return f"[red]{len(differ)} of {len(a)} tensors differ[/red], e.g. {differ[:5]}"
+    return f"[green]all {len(a)} tensors identical[/green] (names, types, shapes, bytes)"
 
 
 def report(runs: list[Measurement]) -> None:

@@ -30,6 +30,7 @@ def atomic_path(destination: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp
         _fsync(tmp)
+        tmp.chmod(0o666 & ~_umask())  # mkstemp creates 0600; give the file normal permissions
         os.replace(tmp, dest)
         _fsync_dir(parent)
     except BaseException:
@@ -47,6 +48,12 @@ def atomic_write_text(destination: str | os.PathLike[str], encoding: str = "utf-
 def write_text_atomically(destination: str | os.PathLike[str], text: str) -> None:
     with atomic_write_text(destination) as stream:
         stream.write(text)
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def _fsync(path: Path) -> None:

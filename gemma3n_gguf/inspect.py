@@ -119,20 +119,28 @@ def projector_summary(reader: GGUFReader) -> dict:
     """Modalities, MobileNet-V5 blocks per stage, tokens per image and tensor types."""
     stages: Counter[int] = Counter()
     seen = set()
+    types: dict[str, Counter[str]] = defaultdict(Counter)
     for t in reader.tensors:
         parts = t.name.split(".")
         if t.name.startswith("v.blk.") and (parts[2], parts[3]) not in seen:
             seen.add((parts[2], parts[3]))
             stages[int(parts[2])] += 1
+        modality = "audio" if t.name.startswith(("a.", "mm.a.")) else "vision"
+        types[modality][t.tensor_type.name] += 1
     image_size = field_value(reader, "clip.vision.image_size")
     patch = field_value(reader, "clip.vision.patch_size")
+    vision = bool(field_value(reader, "clip.has_vision_encoder"))
+    audio = bool(field_value(reader, "clip.has_audio_encoder"))
     return {
-        "vision": bool(field_value(reader, "clip.has_vision_encoder")),
-        "audio": bool(field_value(reader, "clip.has_audio_encoder")),
+        "modalities": [m for m, present in (("vision", vision), ("audio", audio)) if present],
+        "vision": vision,
+        "audio": audio,
         "vision_projector": field_value(reader, "clip.vision.projector_type"),
         "audio_projector": field_value(reader, "clip.audio.projector_type"),
         "blocks_per_stage": [stages[s] for s in sorted(stages)],
+        "image_size": image_size,
         "tokens_per_image": image_size // patch if image_size and patch else None,
+        "types": {m: dict(sorted(c.items())) for m, c in types.items()},
     }
 
 

@@ -28,3 +28,9 @@ def test_unwritable_parent_is_a_conversion_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(ConversionError, match="cannot write"), atomic_path(blocker / "out.gguf"):
         pass
+
+
+def test_output_gets_normal_permissions(tmp_path):
+    dest = tmp_path / "out.txt"
+    write_text_atomically(dest, "x")
+    assert dest.stat().st_mode & 0o044 == 0o044  # group/other readable under the usual umask

@@ -12,18 +12,19 @@ from dataclasses import dataclass, field
 
 from gguf import GGML_QUANT_SIZES, MODEL_TENSOR, GGMLQuantizationType
 
-from ..errors import TensorMappingError
+from ..errors import ConfigError, TensorMappingError
 from .checkpoint import Checkpoint
 from .config import TextConfig
 from .names import (
     NOT_IN_TEXT_GGUF,
     SYNTHESISED_IF_ABSENT,
+    TEXT_PREFIX,
     T,
     classify,
     expected_gguf_names,
     gguf_name,
 )
-from .sources import Constant, Copy, PadRows, Source, Stack
+from .sources import BakedHardTokens, Constant, Copy, HardTokenEmbedder, PadRows, Source, Stack
 
 Q = GGMLQuantizationType
 
@@ -75,8 +76,13 @@ def output_type(kind: MODEL_TENSOR, shape: tuple[int, ...], name: str, outtype: 
     return outtype
 
 
-def build_text_plan(ckpt: Checkpoint, cfg: TextConfig, outtype: str = "f16", *, ple_pad_row0: bool = False) -> TextPlan:
+def build_text_plan(ckpt: Checkpoint, cfg: TextConfig, outtype: str = "f16", *, ple_pad_row0: bool = False,
+                    exact_mm_tokens: bool = False) -> TextPlan:
+    """``exact_mm_tokens`` bakes the multimodal hard tokens into ``token_embd``, fills the
+    padded PLE rows with row 0 and writes an untied ``output.weight`` (see BakedHardTokens)."""
     target = OUTTYPES[outtype]
+    embedders = hard_token_embedders(ckpt, cfg) if exact_mm_tokens else ()
+    ple_pad_row0 = ple_pad_row0 or exact_mm_tokens
     found: dict[str, Source] = {}
     stacks: dict[MODEL_TENSOR, dict[int, str]] = defaultdict(dict)
     kinds: dict[str, MODEL_TENSOR] = {}
@@ -95,7 +101,7 @@ def build_text_plan(ckpt: Checkpoint, cfg: TextConfig, outtype: str = "f16", *, 
             continue
         name = gguf_name(kind, bid)
         kinds[name] = kind
-        found[name] = _source_for(kind, hf_name, cfg, ple_pad_row0)
+        found[name] = _source_for(kind, hf_name, cfg, ple_pad_row0, embedders)
     for kind, members in stacks.items():
         name = gguf_name(kind)
         kinds[name] = kind
@@ -103,6 +109,11 @@ def build_text_plan(ckpt: Checkpoint, cfg: TextConfig, outtype: str = "f16", *, 
 
     synthesised = _synthesise_shared_kv(cfg, found, kinds)
     expected = expected_gguf_names(cfg.num_layers)
+    if embedders:
+        # the baked rows must not leak into the LM head, which transformers ties to embed_tokens
+        found[gguf_name(T.OUTPUT)] = PadRows(TEXT_PREFIX + "embed_tokens.weight", cfg.vocab_size)
+        kinds[gguf_name(T.OUTPUT)] = T.OUTPUT
+        expected.add(gguf_name(T.OUTPUT))
     missing = sorted(expected - set(found))
     unexpected = sorted(set(found) - expected)
     if unmapped or missing or unexpected:
@@ -115,12 +126,36 @@ def build_text_plan(ckpt: Checkpoint, cfg: TextConfig, outtype: str = "f16", *, 
     return TextPlan(tensors, dropped, synthesised)
 
 
-def _source_for(kind: MODEL_TENSOR, hf_name: str, cfg: TextConfig, ple_pad_row0: bool) -> Source:
+def _source_for(kind: MODEL_TENSOR, hf_name: str, cfg: TextConfig, ple_pad_row0: bool,
+                embedders: tuple[HardTokenEmbedder, ...]) -> Source:
+    if kind is T.TOKEN_EMBD and embedders:
+        return BakedHardTokens(hf_name, cfg.vocab_size, cfg.hidden_size, embedders)
     if kind is T.TOKEN_EMBD:
         return PadRows(hf_name, cfg.vocab_size)
     if kind is T.PER_LAYER_TOKEN_EMBD:
         return PadRows(hf_name, cfg.vocab_size, fill_with_row0=ple_pad_row0)
     return Copy(hf_name)
+
+
+HARD_TOKEN_EMBEDDERS = (("vision_config", "model.embed_vision."), ("audio_config", "model.embed_audio."))
+
+
+def hard_token_embedders(ckpt: Checkpoint, cfg: TextConfig) -> tuple[HardTokenEmbedder, ...]:
+    """The checkpoint's vision and audio embedders whose hard tokens get baked."""
+    found = []
+    for config_key, prefix in HARD_TOKEN_EMBEDDERS:
+        sub = ckpt.config.get(config_key)
+        if not isinstance(sub, dict) or prefix + "embedding.weight" not in ckpt:
+            continue
+        first, size = int(sub["vocab_offset"]), int(sub["vocab_size"])
+        if first < cfg.vocab_size_per_layer_input or first + size > cfg.vocab_size:
+            raise ConfigError(f"{config_key} ids [{first}, {first + size}) fall outside the multimodal "
+                              f"range [{cfg.vocab_size_per_layer_input}, {cfg.vocab_size})")
+        found.append(HardTokenEmbedder(prefix, first, size, float(sub.get("rms_norm_eps", 1e-6))))
+    if not found:
+        raise ConfigError("exact multimodal tokens need embed_vision or embed_audio weights; this checkpoint "
+                          "has neither (text-only): convert it without --exact-mm-tokens")
+    return tuple(found)
 
 
 def _synthesise_shared_kv(cfg: TextConfig, found: dict[str, Source], kinds: dict[str, MODEL_TENSOR]) -> list[str]:
@@ -142,7 +177,7 @@ def _synthesise_shared_kv(cfg: TextConfig, found: dict[str, Source], kinds: dict
 def _shape_of(source: Source, ckpt: Checkpoint) -> tuple[int, ...]:
     if isinstance(source, Copy):
         return ckpt.ref(source.name).shape
-    if isinstance(source, PadRows):
+    if isinstance(source, (PadRows, BakedHardTokens)):
         return (source.total_rows, *ckpt.ref(source.name).shape[1:])
     if isinstance(source, Stack):
         return (len(source.names), *ckpt.ref(source.names[0]).shape)

@@ -94,4 +94,60 @@ class Constant:
         return ()
 
 
-Source = Copy | PadRows | Stack | Constant
+@dataclass(frozen=True)
+class HardTokenEmbedder:
+    """A transformers ``Gemma3nMultimodalEmbedder`` (``embed_vision`` / ``embed_audio``) and
+    the token ids it embeds: ``[vocab_offset, vocab_offset + vocab_size)``."""
+
+    prefix: str  # e.g. "model.embed_vision."
+    vocab_offset: int
+    vocab_size: int
+    eps: float
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return tuple(self.prefix + t for t in ("embedding.weight", "hard_embedding_norm.weight",
+                                               "embedding_projection.weight"))
+
+    def embed(self, ckpt: Checkpoint, start: int, stop: int) -> np.ndarray:
+        """What transformers feeds the text model for hard tokens ``offset + [start, stop)``:
+        RMSNorm(projection(RMSNorm(embedding) * w_hard)), the last norm without weight."""
+        table, norm_weight, projection = self.inputs
+        hard = _rms_norm(ckpt.read(table, start, stop).astype(np.float64), self.eps) * ckpt.read(norm_weight)
+        return _rms_norm(hard @ ckpt.read(projection).astype(np.float64).T, self.eps)
+
+
+def _rms_norm(x: np.ndarray, eps: float) -> np.ndarray:
+    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps)
+
+
+@dataclass(frozen=True)
+class BakedHardTokens:
+    """``token_embd`` whose multimodal hard-token rows hold what transformers embeds those
+    ids as. llama.cpp looks every id up in ``token_embd`` and multiplies the row by
+    sqrt(hidden), while transformers embeds ids from ``vocab_offset`` on through the
+    vision/audio embedders; baking ``embedder output / sqrt(hidden)`` makes the two agree."""
+
+    name: str  # embed_tokens
+    total_rows: int
+    hidden_size: int
+    embedders: tuple[HardTokenEmbedder, ...]
+
+    def rows(self, ckpt: Checkpoint, start: int, stop: int, raw: bool = False) -> np.ndarray:
+        out = np.array(PadRows(self.name, self.total_rows).rows(ckpt, start, stop), dtype=np.float32)
+        for e in self.embedders:
+            lo, hi = max(start, e.vocab_offset), min(stop, e.vocab_offset + e.vocab_size)
+            if lo < hi:
+                baked = e.embed(ckpt, lo - e.vocab_offset, hi - e.vocab_offset) / np.sqrt(self.hidden_size)
+                out[lo - start : hi - start] = baked
+        return out
+
+    def raw_dtype(self, ckpt: Checkpoint) -> str:
+        return "F32"
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.name, *(n for e in self.embedders for n in e.inputs))
+
+
+Source = Copy | PadRows | Stack | Constant | BakedHardTokens

@@ -57,9 +57,14 @@ def convert(
     outtype: str = "f16",
     force: bool = False,
     ple_pad_row0: bool = False,
+    exact_mm_tokens: bool = False,
     on_progress: Progress | None = None,
 ) -> ConversionResult:
     """Convert the text model of a Gemma 3n checkpoint into one GGUF file.
+
+    ``exact_mm_tokens`` makes llama.cpp embed the multimodal hard tokens (``<end_of_image>``
+    and the rest of the vision/audio id ranges) as transformers does, at the cost of an untied
+    ``output.weight`` (vocab x hidden more; see ``build_text_plan``).
 
     Tensors are streamed one at a time (the PLE table in row chunks); nothing is written
     at ``output`` unless the whole file is complete.
@@ -68,7 +73,7 @@ def convert(
         raise ConfigError(f"unknown --outtype {outtype!r}; choose one of {', '.join(OUTTYPES)}")
     ckpt = Checkpoint(checkpoint_dir)
     cfg, warnings = load_checked_config(ckpt, force)
-    plan = build_text_plan(ckpt, cfg, outtype, ple_pad_row0=ple_pad_row0)
+    plan = build_text_plan(ckpt, cfg, outtype, ple_pad_row0=ple_pad_row0, exact_mm_tokens=exact_mm_tokens)
     vocab = read_vocab(ckpt.directory, cfg.vocab_size)
     name = model_name(ckpt.directory, ckpt.config)
     dest = Path(output) if output else default_output(ckpt.directory, name, outtype)
