@@ -10,17 +10,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .checkpoint import Checkpoint, raw_to_f32
+from .checkpoint import Checkpoint
 
 
-@dataclass(frozen=True)
-class Copy:
-    """One checkpoint tensor as is."""
+class _OneTensor:
+    """A source whose bytes are those of one checkpoint tensor (so they may pass through raw)."""
 
     name: str
-
-    def rows(self, ckpt: Checkpoint, start: int, stop: int, raw: bool = False) -> np.ndarray:
-        return ckpt.read_raw(self.name, start, stop) if raw else ckpt.read(self.name, start, stop)
 
     def raw_dtype(self, ckpt: Checkpoint) -> str:
         return ckpt.ref(self.name).dtype
@@ -30,8 +26,25 @@ class Copy:
         return (self.name,)
 
 
+class _Computed:
+    """A source whose values are computed in float32 (never passed through raw)."""
+
+    def raw_dtype(self, ckpt: Checkpoint) -> str:
+        return "F32"
+
+
 @dataclass(frozen=True)
-class PadRows:
+class Copy(_OneTensor):
+    """One checkpoint tensor as is."""
+
+    name: str
+
+    def rows(self, ckpt: Checkpoint, start: int, stop: int, raw: bool = False) -> np.ndarray:
+        return ckpt.read_raw(self.name, start, stop) if raw else ckpt.read(self.name, start, stop)
+
+
+@dataclass(frozen=True)
+class PadRows(_OneTensor):
     """A table grown to ``total_rows``; new rows are zeros, or copies of row 0 (the row
     transformers uses for ids past the PLE vocabulary, see the hard-token option)."""
 
@@ -51,16 +64,9 @@ class PadRows:
             parts.append(np.repeat(row0, pad, axis=0) if self.fill_with_row0 else np.zeros((pad, *row0.shape[1:]), row0.dtype))
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
-    def raw_dtype(self, ckpt: Checkpoint) -> str:
-        return ckpt.ref(self.name).dtype
-
-    @property
-    def inputs(self) -> tuple[str, ...]:
-        return (self.name,)
-
 
 @dataclass(frozen=True)
-class Stack:
+class Stack(_Computed):
     """Tensors stacked along a new leading axis (AltUp projections: 3 x [E, E])."""
 
     names: tuple[str, ...]
@@ -68,16 +74,13 @@ class Stack:
     def rows(self, ckpt: Checkpoint, start: int, stop: int, raw: bool = False) -> np.ndarray:
         return np.stack([ckpt.read(n) for n in self.names[start:stop]])
 
-    def raw_dtype(self, ckpt: Checkpoint) -> str:
-        return "F32"
-
     @property
     def inputs(self) -> tuple[str, ...]:
         return self.names
 
 
 @dataclass(frozen=True)
-class Constant:
+class Constant(_Computed):
     """A tensor the checkpoint lacks and llama.cpp requires but never reads."""
 
     shape: tuple[int, ...]
@@ -85,9 +88,6 @@ class Constant:
 
     def rows(self, ckpt: Checkpoint, start: int, stop: int, raw: bool = False) -> np.ndarray:
         return np.full((stop - start, *self.shape[1:]), self.value, dtype=np.float32)
-
-    def raw_dtype(self, ckpt: Checkpoint) -> str:
-        return "F32"
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -122,7 +122,7 @@ def _rms_norm(x: np.ndarray, eps: float) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class BakedHardTokens:
+class BakedHardTokens(_Computed):
     """``token_embd`` whose multimodal hard-token rows hold what transformers embeds those
     ids as. llama.cpp looks every id up in ``token_embd`` and multiplies the row by
     sqrt(hidden), while transformers embeds ids from ``vocab_offset`` on through the
@@ -141,9 +141,6 @@ class BakedHardTokens:
                 baked = e.embed(ckpt, lo - e.vocab_offset, hi - e.vocab_offset) / np.sqrt(self.hidden_size)
                 out[lo - start : hi - start] = baked
         return out
-
-    def raw_dtype(self, ckpt: Checkpoint) -> str:
-        return "F32"
 
     @property
     def inputs(self) -> tuple[str, ...]:
