@@ -112,6 +112,19 @@ class GGMLLibrary:
         return int(self._lib.ggml_quantize_chunk(
             int(qtype), src.ctypes.data_as(_FLOAT_P), dst.ctypes.data, 0, n_rows, n_per_row, imatrix_p))
 
+    def dequantize(self, qtype: T, data: np.ndarray, n_per_row: int) -> np.ndarray:
+        """Packed ``qtype`` rows back to float32 (n_rows, n_per_row), with ggml's ``to_float``."""
+        if qtype not in KERNEL_TYPES:
+            raise QuantizationError(f"cannot read {qtype.name} tensors; supported: "
+                                    + ", ".join(sorted(t.name for t in SUPPORTED_TYPES)))
+        fn = getattr(self._lib, f"dequantize_row_{qtype.name.lower().replace('_k', '_K')}")
+        fn.restype, fn.argtypes = None, [ctypes.c_void_p, _FLOAT_P, ctypes.c_int64]
+        src = np.ascontiguousarray(data, dtype=np.uint8).reshape(-1)
+        n_rows = src.size // self.row_size(qtype, n_per_row)
+        out = np.empty((n_rows, n_per_row), dtype=np.float32)
+        fn(src.ctypes.data, out.ctypes.data_as(_FLOAT_P), out.size)
+        return out
+
     def validate_row_data(self, qtype: T, data: np.ndarray) -> bool:
         return bool(self._lib.ggml_validate_row_data(int(qtype), data.ctypes.data, data.nbytes))
 
@@ -217,7 +230,7 @@ def quantize_rows(rows: np.ndarray, qtype: T, imatrix: np.ndarray | None = None,
     if n_rows == 0:
         return out
     lib.quantize_init(qtype)  # builds lookup grids once, before threads race for them
-    n_threads = _thread_count(threads)
+    n_threads = thread_count(threads)
     run = functools.partial(_quantize_span, lib, qtype, rows, out, imatrix)
     spans = _row_spans(n_rows, n_per_row, n_threads)
     if n_threads == 1 or len(spans) == 1:
@@ -280,7 +293,8 @@ def _check_finite_floats(out: np.ndarray, qtype: T) -> None:
         raise QuantizationError(f"{qtype.name} data contains NaN or Inf (out of range for {qtype.name}?)")
 
 
-def _thread_count(threads: int | None) -> int:
+def thread_count(threads: int | None) -> int:
+    """``threads``, checked; by default the cores this process may use."""
     if threads is not None:
         if threads < 1:
             raise QuantizationError(f"threads must be at least 1, got {threads}")

@@ -10,6 +10,7 @@ make a rule depend on how many attn_v / ffn_down tensors came before) lives in
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -245,3 +246,13 @@ def requires_imatrix(name: str, qtype: T, scheme_name: str) -> bool:
     if qtype in (T.IQ3_XXS, T.IQ2_XXS, T.IQ2_XS, T.IQ2_S, T.IQ1_M, T.IQ1_S):
         return True
     return qtype == T.Q2_K and scheme_name == "Q2_K_S"
+
+
+# llama.cpp hard-codes n_layer_kv_from_start = 20 for gemma3n (as convert/config.py records)
+KV_FROM_START = 20
+
+
+def is_kv_shared_kv(name: str) -> bool:
+    """attn_k/attn_v of a KV-shared layer: llama.cpp never computes them, so no imatrix has them."""
+    match = re.match(r"blk\.(\d+)\.attn_[kv]\.weight$", name)
+    return bool(match) and int(match.group(1)) >= KV_FROM_START
