@@ -11,8 +11,10 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
+    MofNCompleteColumn,
     Progress,
     TextColumn,
+    TimeElapsedColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
@@ -35,6 +37,25 @@ def byte_progress(label: str, enabled: bool = True) -> Iterator:
 
         def update(done: int, total: int, what: str) -> None:
             progress.update(task, completed=done, total=total, what=what)
+
+        yield update
+
+
+@contextlib.contextmanager
+def phase_progress(enabled: bool = True) -> Iterator:
+    """Yield an ``on_progress(phase, done, total)`` callback drawing one bar per phase."""
+    if not enabled or not err_console.is_terminal:
+        yield None
+        return
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err_console) as progress:
+        tasks: dict[str, int] = {}
+
+        def update(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = progress.add_task(phase, total=total)
+            progress.update(tasks[phase], completed=done, total=total)
 
         yield update
 

@@ -41,3 +41,7 @@ class ValidationError(Gemma3nGGUFError):
 
 class RuntimeUnavailableError(Gemma3nGGUFError):
     """llama-cpp-python (or another runtime piece) is missing or too old."""
+
+
+class BaselineError(Gemma3nGGUFError):
+    """A CI baseline file is missing, malformed or does not fit the run (a usage error: exit 2)."""

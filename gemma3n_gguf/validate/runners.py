@@ -83,7 +83,6 @@ class TransformersRunner:
         except (OSError, ValueError) as exc:
             raise CheckpointError(f"transformers cannot load {checkpoint_dir}: {exc}") from exc
         self._model.eval()
-        self._versions = {"transformers": transformers.__version__, "torch": torch.__version__}
 
     @property
     def n_vocab(self) -> int:
@@ -96,12 +95,7 @@ class TransformersRunner:
 
     @property
     def settings(self) -> dict[str, Any]:
-        return {
-            "runtime": "transformers",
-            "dtype": self._dtype,
-            "attn_implementation": self._attn_implementation,
-            **self._versions,
-        }
+        return transformers_settings(self._dtype, self._attn_implementation)
 
     def iter_window_logits(
         self,
@@ -121,6 +115,18 @@ class TransformersRunner:
             yield np.ascontiguousarray(output.logits[0].to(torch.float32).numpy())
             if on_progress is not None:
                 on_progress(done, total)
+
+
+def transformers_settings(dtype: str = "float32", attn_implementation: str = "eager") -> dict[str, Any]:
+    """:attr:`TransformersRunner.settings` without loading a model (to look a cache up first)."""
+    torch, transformers = _import_transformers()
+    return {
+        "runtime": "transformers",
+        "dtype": dtype,
+        "attn_implementation": attn_implementation,
+        "transformers": transformers.__version__,
+        "torch": torch.__version__,
+    }
 
 
 def _import_transformers() -> tuple[Any, Any]:

@@ -83,3 +83,60 @@ def write_tiny_llama_gguf(path: Path, seed: int = 0) -> TinyGGUF:
 @pytest.fixture(scope="session")
 def tiny_llama_gguf(tmp_path_factory: pytest.TempPathFactory) -> TinyGGUF:
     return write_tiny_llama_gguf(tmp_path_factory.mktemp("tiny-llama") / "tiny.gguf")
+
+
+# ---------------------------------------------------------------------------------------------
+# Quantized tiny-text files and a shared reference cache, for the pipeline, gate and sweep tests.
+
+PIPELINE_CHUNKS = 4  # 4 windows of 512: 1020 scored tokens, enough for llama-perplexity's statistics
+
+
+def quantize_checkpoint(checkpoint: Path, destination: Path, scheme: str) -> Path:
+    """Quantize with the project's one-pass k-quant engine, straight from the checkpoint."""
+    from gemma3n_gguf.quantize import quantize
+
+    return quantize(checkpoint, destination, scheme=scheme).path
+
+
+@pytest.fixture(scope="session")
+def tiny_text_quant(tiny_text_checkpoint, tmp_path_factory):
+    """``tiny_text_quant(scheme)``: tiny-text quantized by our engine, made once per session."""
+    made: dict[str, Path] = {}
+    directory = tmp_path_factory.mktemp("quants")
+
+    def get(scheme: str) -> Path:
+        if scheme not in made:
+            made[scheme] = quantize_checkpoint(tiny_text_checkpoint, directory / f"tiny-text-{scheme}.gguf", scheme)
+        return made[scheme]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def shared_reference_cache(tmp_path_factory) -> Path:
+    """One reference cache for the session: the tiny-text reference pass runs once per protocol."""
+    return tmp_path_factory.mktemp("reference-cache")
+
+
+def corrupt_copy(source: Path, destination: Path, tensor: str) -> Path:
+    """A copy of ``source`` with the rows of one tensor permuted in place (valid blocks, wrong model)."""
+    import shutil
+
+    from gguf import GGUFReader
+
+    shutil.copy(source, destination)
+    reader = GGUFReader(destination, "r+")
+    data = next(t for t in reader.tensors if t.name == tensor).data
+    data[...] = data[np.random.default_rng(0).permutation(len(data))].copy()
+    reader.data.flush()
+    del reader
+    assert destination.read_bytes() != source.read_bytes()
+    return destination
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_default_cache(tmp_path_factory):
+    """Runs that do not pass a cache directory write to a temporary one, never to ~/.cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+        yield
