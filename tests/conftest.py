@@ -12,6 +12,8 @@ import pytest
 
 from gemma3n_gguf.fixtures import make_checkpoint
 
+pytest_plugins = ["mm_fixtures"]  # the multimodal (tiny-mm) fixtures
+
 
 @pytest.fixture(scope="session")
 def tiny_text_checkpoint(tmp_path_factory) -> Path:

@@ -1,8 +1,7 @@
 """Multimodal test fixtures: the tiny-mm checkpoint, its GGUFs, and damaged copies of it.
 
-Test modules import the fixtures they use (``from mm_fixtures import ...``). Because a
-fixture imported into several modules is instantiated once per module, the expensive
-builds go through a session-wide cache keyed by what they build.
+Registered for every test module by ``pytest_plugins`` in tests/conftest.py; the expensive
+builds also go through a session-wide cache keyed by what they build.
 """
 
 from __future__ import annotations

@@ -53,8 +53,8 @@ class TensorRef:
 
 
 def bf16_to_f32(words: np.ndarray) -> np.ndarray:
-    """Widen raw bfloat16 words (uint16) to float32 exactly."""
-    return (words.astype(np.uint32) << 16).view(np.float32)
+    """Widen raw bfloat16 words (uint16) to float32 exactly (one ufunc pass, no temporary)."""
+    return np.left_shift(words, 16, dtype=np.uint32).view(np.float32)
 
 
 def raw_to_f32(raw: np.ndarray, dtype: str) -> np.ndarray:

@@ -18,7 +18,8 @@ def f32_to_bf16(values: np.ndarray) -> np.ndarray:
 
 
 def bf16_words_finite(words: np.ndarray) -> bool:
-    return not bool(np.any((words & 0x7F80) == 0x7F80))
+    """No NaN or infinity among bfloat16 words (exponent bits all ones)."""
+    return words.size == 0 or int((words & 0x7FFF).max()) < 0x7F80
 
 
 def encode_rows(rows: np.ndarray, qtype: GGMLQuantizationType, tensor: str) -> np.ndarray:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,33 +74,50 @@ def convert(
     ckpt = Checkpoint(checkpoint_dir)
     cfg, warnings = load_checked_config(ckpt, force)
     plan = build_text_plan(ckpt, cfg, outtype, ple_pad_row0=ple_pad_row0, exact_mm_tokens=exact_mm_tokens)
-    vocab = read_vocab(ckpt.directory, cfg.vocab_size)
     name = model_name(ckpt.directory, ckpt.config)
     dest = Path(output) if output else default_output(ckpt.directory, name, outtype)
-    hub_id = ckpt.config.get("_name_or_path") if "/" in str(ckpt.config.get("_name_or_path", "")) else None
-    n_params = sum(t.n_elements for t in plan.tensors)
-
-    def metadata(w: GGUFWriter) -> None:
-        add_text_metadata(w, cfg, name=name, outtype=outtype, n_params=n_params, hub_id=hub_id)
-        write_vocab(w, vocab)
-
+    metadata = text_metadata(ckpt, cfg, plan, outtype)
     write_gguf(dest, "gemma3n", metadata, plan.tensors, lambda t: tensor_bytes(ckpt, t), on_progress)
     return ConversionResult(dest, plan, cfg, warnings)
 
 
+def text_metadata(ckpt: Checkpoint, cfg: TextConfig, plan: TextPlan, outtype: str) -> Callable[[GGUFWriter], None]:
+    """The key-values ``convert --outtype <outtype>`` writes (the quantizer reproduces them)."""
+    vocab = read_vocab(ckpt.directory, cfg.vocab_size)
+    name = model_name(ckpt.directory, ckpt.config)
+    name_or_path = str(ckpt.config.get("_name_or_path", ""))
+    hub_id = name_or_path if "/" in name_or_path else None
+    n_params = sum(t.n_elements for t in plan.tensors)
+
+    def add(w: GGUFWriter) -> None:
+        add_text_metadata(w, cfg, name=name, outtype=outtype, n_params=n_params, hub_id=hub_id)
+        write_vocab(w, vocab)
+
+    return add
+
+
+def is_bf16_copy(ckpt: Checkpoint, t: PlannedTensor) -> bool:
+    """The tensor's values are one checkpoint tensor's bf16 words (they may pass through raw)."""
+    return isinstance(t.source, (Copy, PadRows)) and t.source.raw_dtype(ckpt) == "BF16"
+
+
+def checked_bf16_words(ckpt: Checkpoint, t: PlannedTensor, start: int, stop: int) -> np.ndarray:
+    words = t.source.rows(ckpt, start, stop, raw=True)
+    if not bf16_words_finite(words):
+        raise ConversionError(f"tensor {t.name} contains NaN or infinite values; the checkpoint is corrupt")
+    return words
+
+
+def encoded_rows(ckpt: Checkpoint, t: PlannedTensor, start: int, stop: int) -> np.ndarray:
+    """Rows ``[start, stop)`` of ``t`` encoded as the converter writes them (bf16 to BF16 is
+    copied word for word, with no float round trip)."""
+    if t.qtype == GGMLQuantizationType.BF16 and is_bf16_copy(ckpt, t):
+        return checked_bf16_words(ckpt, t, start, stop)
+    return encode_rows(t.source.rows(ckpt, start, stop), t.qtype, t.name)
+
+
 def tensor_bytes(ckpt: Checkpoint, t: PlannedTensor) -> Iterator[np.ndarray]:
     """The encoded bytes of one planned tensor, a row chunk at a time."""
-    passthrough = (
-        t.qtype == GGMLQuantizationType.BF16
-        and isinstance(t.source, (Copy, PadRows))
-        and t.source.raw_dtype(ckpt) == "BF16"
-    )
     row_elems = max(1, t.n_elements // t.shape[0])
     for start, stop in chunked_rows(t.shape[0], row_elems * 4):
-        if passthrough:
-            words = t.source.rows(ckpt, start, stop, raw=True)
-            if not bf16_words_finite(words):
-                raise ConversionError(f"tensor {t.name} contains NaN or infinite values; the checkpoint is corrupt")
-            yield words
-        else:
-            yield encode_rows(t.source.rows(ckpt, start, stop), t.qtype, t.name)
+        yield encoded_rows(ckpt, t, start, stop)

@@ -15,17 +15,14 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-from gguf import GGUFReader, GGUFWriter
+from gguf import GGUFReader
 from gguf import GGMLQuantizationType as T
 
-from ..convert.checkpoint import Checkpoint
-from ..convert.encode import encode_rows
-from ..convert.metadata import add_text_metadata, model_name
+from ..convert.checkpoint import Checkpoint, bf16_to_f32
+from ..convert.metadata import model_name
 from ..convert.plan import PlannedTensor, build_text_plan
-from ..convert.sources import Copy, PadRows
-from ..convert.text import load_checked_config
-from ..convert.vocab import read_vocab
-from ..errors import ConversionError, GGUFFileError, QuantizationError
+from ..convert.text import checked_bf16_words, encoded_rows, is_bf16_copy, load_checked_config, text_metadata
+from ..errors import GGUFFileError, QuantizationError
 from .ggml import ggml_library
 from .kv import KVs, check_copyable, collect_kv, read_gguf_kv
 from .plan import TensorInfo
@@ -54,17 +51,6 @@ class QuantizeInput(Protocol):
         """Units ``[start, stop)`` as the bytes the input file stores (for tensors kept as they are)."""
 
     def default_output(self, scheme: str) -> Path: ...
-
-
-def widen_bf16(words: np.ndarray) -> np.ndarray:
-    """bfloat16 words to float32, exactly. One ufunc pass: several times faster than
-    ``astype(uint32) << 16`` on the pieces the pipeline reads, which matters next to the kernels."""
-    return np.left_shift(words, 16, dtype=np.uint32).view(np.float32)
-
-
-def bf16_finite(words: np.ndarray) -> bool:
-    """No NaN or infinity among bfloat16 words (exponent bits all ones)."""
-    return words.size == 0 or int((words & 0x7FFF).max()) < 0x7F80
 
 
 def _ggml_shape(numpy_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -96,20 +82,8 @@ class CheckpointInput:
         self.label = str(self.ckpt.directory)
 
     def kv(self) -> KVs:
-        """What ``convert --outtype <intermediate>`` writes, computed the same way (see convert/text.py)."""
-        cfg, ckpt = self.config, self.ckpt
-        vocab = read_vocab(ckpt.directory, cfg.vocab_size)
-        name_or_path = str(ckpt.config.get("_name_or_path", ""))
-        hub_id = ckpt.config.get("_name_or_path") if "/" in name_or_path else None
-        n_params = sum(t.n_elements for t in self.plan.tensors)
-
-        def metadata(w: GGUFWriter) -> None:
-            from ..convert.vocab import write_vocab
-
-            add_text_metadata(w, cfg, name=self.name, outtype=self.intermediate, n_params=n_params, hub_id=hub_id)
-            write_vocab(w, vocab)
-
-        return collect_kv(metadata, ARCH)
+        """What ``convert --outtype <intermediate>`` writes, computed by the converter itself."""
+        return collect_kv(text_metadata(self.ckpt, self.config, self.plan, self.intermediate), ARCH)
 
     def units(self, name: str) -> tuple[int, int]:
         shape = self._planned[name].shape
@@ -117,31 +91,16 @@ class CheckpointInput:
 
     def values(self, name: str, start: int, stop: int) -> np.ndarray:
         t = self._planned[name]
-        if t.qtype == T.F32 and self._bf16_words(t):
-            rows = widen_bf16(self._checked_words(t, start, stop))  # exact, and half the checking work
+        if t.qtype == T.F32 and is_bf16_copy(self.ckpt, t):
+            rows = bf16_to_f32(checked_bf16_words(self.ckpt, t, start, stop))  # exact, half the work
         else:
-            encoded = self._encoded(t, start, stop)
+            encoded = encoded_rows(self.ckpt, t, start, stop)
             rows = encoded if t.qtype == T.F32 else (
-                widen_bf16(encoded) if t.qtype == T.BF16 else encoded.astype(np.float32))
+                bf16_to_f32(encoded) if t.qtype == T.BF16 else encoded.astype(np.float32))
         return rows.reshape(-1, t.shape[-1])
 
     def stored(self, name: str, start: int, stop: int) -> np.ndarray:
-        return np.ascontiguousarray(self._encoded(self._planned[name], start, stop)).view(np.uint8)
-
-    def _encoded(self, t: PlannedTensor, start: int, stop: int) -> np.ndarray:
-        """Units of ``t`` as the converter writes them (as convert/text.py's ``tensor_bytes``)."""
-        if t.qtype == T.BF16 and self._bf16_words(t):
-            return self._checked_words(t, start, stop)
-        return encode_rows(t.source.rows(self.ckpt, start, stop), t.qtype, t.name)
-
-    def _bf16_words(self, t: PlannedTensor) -> bool:
-        return isinstance(t.source, (Copy, PadRows)) and t.source.raw_dtype(self.ckpt) == "BF16"
-
-    def _checked_words(self, t: PlannedTensor, start: int, stop: int) -> np.ndarray:
-        words = t.source.rows(self.ckpt, start, stop, raw=True)
-        if not bf16_finite(words):
-            raise ConversionError(f"tensor {t.name} contains NaN or infinite values; the checkpoint is corrupt")
-        return words
+        return np.ascontiguousarray(encoded_rows(self.ckpt, self._planned[name], start, stop)).view(np.uint8)
 
     def default_output(self, scheme: str) -> Path:
         return self.ckpt.directory / f"{self.name}-{scheme.upper()}.gguf"
@@ -188,7 +147,7 @@ class GGUFInput:
         if qtype == T.F16:
             return data.astype(np.float32).reshape(-1, ne0)
         if qtype == T.BF16:
-            return widen_bf16(np.ascontiguousarray(data).view(np.uint16)).reshape(-1, ne0)
+            return bf16_to_f32(np.ascontiguousarray(data).view(np.uint16)).reshape(-1, ne0)
         return ggml_library().dequantize(qtype, np.ascontiguousarray(data).reshape(-1), ne0)
 
     def stored(self, name: str, start: int, stop: int) -> np.ndarray:

@@ -7,7 +7,6 @@ import pytest
 import torch
 from gguf import GGUFReader
 
-from mm_fixtures import tiny_mm_checkpoint, tiny_mm_text_gguf  # noqa: F401 (pytest fixtures)
 
 pytestmark = pytest.mark.slow
 

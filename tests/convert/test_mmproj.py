@@ -11,7 +11,6 @@ from gguf.quants import dequantize
 
 from gemma3n_gguf.convert.checkpoint import Checkpoint
 from gemma3n_gguf.convert.mmproj_config import ProjectorConfig, VisionConfig, vision_violations
-from mm_fixtures import tiny_mm_checkpoint, tiny_mm_mmproj  # noqa: F401 (pytest fixtures)
 
 TYPES = ("f32", "f16", "bf16", "q8_0")
 

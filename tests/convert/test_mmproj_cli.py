@@ -8,7 +8,7 @@ import pytest
 from gguf import GGUFReader
 
 from cli_helpers import run_cli
-from mm_fixtures import drop_tensors, edit_json, linked_copy, tiny_mm_checkpoint  # noqa: F401 (fixture)
+from mm_fixtures import drop_tensors, edit_json, linked_copy
 
 pytestmark = pytest.mark.slow
 

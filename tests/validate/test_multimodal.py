@@ -17,7 +17,6 @@ from gemma3n_gguf.validate.multimodal import (
     image_prompt_parity,
     synthetic_image,
 )
-from mm_fixtures import tiny_mm_checkpoint, tiny_mm_mmproj, tiny_mm_text_gguf  # noqa: F401 (pytest fixtures)
 
 EMBEDDING_MIN_COSINE = 0.9999  # per image token, f16 projector vs transformers fp32
 AUDIO_F16_MIN_COSINE = 0.9999

@@ -15,7 +15,6 @@ from PIL import Image
 
 from cli_helpers import run_cli
 from gemma3n_gguf.validate.multimodal import synthetic_image
-from mm_fixtures import tiny_mm_checkpoint, tiny_mm_mmproj, tiny_mm_text_gguf  # noqa: F401 (pytest fixtures)
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""The pipeline's fast bfloat16 helpers, checked on every one of the 65,536 words."""
+"""The converter's bfloat16 helpers, checked on every one of the 65,536 words."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import struct
 
 import numpy as np
 
-from gemma3n_gguf.quantize.inputs import bf16_finite, widen_bf16
+from gemma3n_gguf.convert.checkpoint import bf16_to_f32 as widen_bf16
+from gemma3n_gguf.convert.encode import bf16_words_finite as bf16_finite
 
 ALL_WORDS = np.arange(1 << 16, dtype=np.uint16)
 
