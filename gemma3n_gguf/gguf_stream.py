@@ -30,19 +30,32 @@ class TensorLike(Protocol):
     def nbytes(self) -> int: ...
 
 
+class SizedTensor:
+    """Element and byte counts of a tensor with a numpy-order ``shape`` and a ``qtype``."""
+
+    shape: tuple[int, ...]
+    qtype: GGMLQuantizationType
+
+    @property
+    def n_elements(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    @property
+    def nbytes(self) -> int:
+        block, size = GGML_QUANT_SIZES[self.qtype]
+        return self.n_elements // block * size
+
+
 @dataclass(frozen=True)
-class TensorHeader:
+class TensorHeader(SizedTensor):
     """A minimal TensorLike for callers that have no plan object of their own."""
 
     name: str
     shape: tuple[int, ...]
     qtype: GGMLQuantizationType
-
-    @property
-    def nbytes(self) -> int:
-        block, size = GGML_QUANT_SIZES[self.qtype]
-        n = int(np.prod(self.shape, dtype=np.int64))
-        return n // block * size
 
 
 def write_gguf(

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from ..errors import ConfigError, TensorMappingError
+from ..gguf_stream import SizedTensor
 from .checkpoint import Checkpoint
 from .mmproj_config import ProjectorConfig, block_args
 from .mmproj_names import (
@@ -68,25 +69,13 @@ TYPE_RULES: dict[Role, TypeRule] = {
 
 
 @dataclass(frozen=True)
-class MmprojTensor:
+class MmprojTensor(SizedTensor):
     name: str  # GGUF name
     hf_name: str
     shape: tuple[int, ...]  # numpy order; GGUF stores it reversed
     qtype: GGMLQuantizationType
     role: Role
     modality: str
-
-    @property
-    def n_elements(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
-
-    @property
-    def nbytes(self) -> int:
-        block, size = GGML_QUANT_SIZES[self.qtype]
-        return self.n_elements // block * size
 
 
 @dataclass

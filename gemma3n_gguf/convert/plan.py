@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from gguf import GGML_QUANT_SIZES, MODEL_TENSOR, GGMLQuantizationType
 
 from ..errors import ConfigError, TensorMappingError
+from ..gguf_stream import SizedTensor
 from .checkpoint import Checkpoint
 from .config import TextConfig
 from .names import (
@@ -34,24 +35,12 @@ OUTTYPES = {"f32": Q.F32, "f16": Q.F16, "bf16": Q.BF16, "q8_0": Q.Q8_0}
 
 
 @dataclass(frozen=True)
-class PlannedTensor:
+class PlannedTensor(SizedTensor):
     name: str  # GGUF name
     shape: tuple[int, ...]  # numpy (HF) order; GGUF stores it reversed
     source: Source
     qtype: GGMLQuantizationType
     kind: MODEL_TENSOR
-
-    @property
-    def n_elements(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
-
-    @property
-    def nbytes(self) -> int:
-        block, size = GGML_QUANT_SIZES[self.qtype]
-        return self.n_elements // block * size
 
 
 @dataclass
