@@ -1,4 +1,4 @@
-"""The demo: build a tiny Gemma 3n, convert it, and check llama.cpp against transformers."""
+"""The demo: build a tiny Gemma 3n, convert and quantize it, and check llama.cpp against transformers."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from rich.table import Table
 from .console import human_bytes
 from .convert import convert
 from .fixtures import make_checkpoint
+from .quantize import quantize
 from .validate.bounds import PARITY_BOUNDS
 from .validate.parity import ParityStats, parity_stats
 from .validate.runners import LlamaCppRunner, TransformersRunner
@@ -26,7 +27,7 @@ class DemoRow:
     outtype: str
     path: Path
     stats: ParityStats
-    failures: list[str]
+    failures: list[str] | None  # None: no parity bound for this type (a k-quant)
 
 
 def run_demo(out: Path, console: Console) -> list[DemoRow]:
@@ -48,8 +49,14 @@ def run_demo(out: Path, console: Console) -> list[DemoRow]:
             with LlamaCppRunner(path, n_ctx=512) as runner:
                 stats = parity_stats(reference, next(runner.iter_window_logits([ids])))
         rows.append(DemoRow(outtype, path, stats, PARITY_BOUNDS[outtype].violations(stats)))
+    with console.status("quantizing to Q4_K_M in one pass from the safetensors and running llama.cpp"):
+        path = quantize(checkpoint, out / "tiny-text-Q4_K_M.gguf", scheme="Q4_K_M").path
+        with LlamaCppRunner(path, n_ctx=512) as runner:
+            stats = parity_stats(reference, next(runner.iter_window_logits([ids])))
+    rows.append(DemoRow("Q4_K_M", path, stats, None))
     console.print(_table(rows))
-    verdict = "[bold green]all within bounds[/bold green]" if not any(r.failures for r in rows) else "[bold red]out of bounds[/bold red]"
+    verdict = ("[bold green]all within bounds[/bold green]" if not any(r.failures for r in rows)
+               else "[bold red]out of bounds[/bold red]")
     console.print(f"{verdict} ({DEMO_TOKENS} tokens, {time.perf_counter() - started:.0f} s). "
                   f"Next: gemma3n-gguf inspect {rows[-1].path}")
     return rows
@@ -60,7 +67,10 @@ def _table(rows: list[DemoRow]) -> Table:
                   title="llama.cpp vs transformers on the same tokens", title_justify="left")
     for r in rows:
         s = r.stats
-        verdict = "[green]pass[/green]" if not r.failures else "[red]" + "; ".join(r.failures) + "[/red]"
+        if r.failures is None:
+            verdict = "[dim]no bound (sweep)[/dim]"
+        else:
+            verdict = "[green]pass[/green]" if not r.failures else "[red]" + "; ".join(r.failures) + "[/red]"
         table.add_row(r.outtype, human_bytes(r.path.stat().st_size), f"{s.max_abs_dlogit_rel:.4f}",
                       f"{s.mean_kld:.2e}", f"{s.confident_top1_agreement:.3f}", verdict)
     return table

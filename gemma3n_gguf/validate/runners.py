@@ -308,9 +308,27 @@ def _load_llama(gguf_path: str | os.PathLike[str], **params: Any) -> Any:
     if not path.is_file():
         raise GGUFFileError(f"{path} does not exist")
     try:
-        return llama_cpp.Llama(model_path=str(path), verbose=False, **params)
+        with _stderr_silenced():
+            return llama_cpp.Llama(model_path=str(path), verbose=False, **params)
     except ValueError as exc:
         raise GGUFFileError(f"llama.cpp cannot load {path}: {exc}") from exc
+
+
+@contextlib.contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """Drop what C code writes to file descriptor 2 (llama.cpp prints a KV-cache notice even
+    with verbose=False); Python-level errors still propagate as exceptions."""
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _window_ids(window: ArrayLike, first_row: int) -> NDArray[np.int64]:
