@@ -5,10 +5,10 @@ imatrix data llama-quantize's CLI would pass (tests/quantize/llama_reference.py)
 compared: header, key-values, tensor infos, alignment and data.
 
 The fixture is tiny-text-256 (hidden 256, GQA 4), where every matrix takes its real k-quant type
-as in E2B. Presets: the k-quant mixes with distinct rules (Q2_K, Q3_K_M, Q4_K_M, Q5_K_S, Q6_K),
-a 32-block type (Q4_1), IQ4_XS, Q8_0 and the float schemes without an imatrix; with one, the
-presets whose rules or kernels change with it (Q4_K_M, Q3_K_S, Q4_0 -> Q4_1 ffn_down, IQ4_NL,
-Q5_K_M). Every preset is checked tensor by tensor on tiny-text in test_oracle.py.
+as in E2B. Every preset of issue 5 is checked, without and (quantized ones) with an imatrix,
+except Q2_K_S, which llama-quantize itself refuses on Gemma 3n: it needs an imatrix, and no
+imatrix has data for the KV-shared layers' attn_k, which Q2_K_S makes Q2_K
+(test_q2_k_s_is_refused_by_both below).
 """
 
 from __future__ import annotations
@@ -26,8 +26,10 @@ from .llama_reference import LlamaOptions, llama_quantize
 
 pytestmark = pytest.mark.slow
 
-NO_IMATRIX = ["Q4_K_M", "Q2_K", "Q3_K_M", "Q5_K_S", "Q6_K", "Q4_1", "IQ4_XS", "Q8_0", "F16", "BF16"]
-WITH_IMATRIX = ["Q4_K_M", "Q3_K_S", "Q4_0", "IQ4_NL", "Q5_K_M"]
+PRESETS = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q2_K_S", "Q3_K_S", "Q3_K_M",
+           "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "IQ4_NL", "IQ4_XS"]
+NO_IMATRIX = [p for p in PRESETS if p != "Q2_K_S"]
+WITH_IMATRIX = [p for p in NO_IMATRIX if p not in ("F32", "F16", "BF16")]
 
 
 def _first_difference(a: bytes, b: bytes) -> int | None:
@@ -60,6 +62,19 @@ def test_one_pass_with_imatrix_equals_two_steps(tiny256_checkpoint, tiny256_gguf
     _assert_same_file(ours.path, tmp_path / "theirs.gguf")
     with_data = [t for t in ours.plan.tensors if t.imatrix]
     assert len(with_data) > 100, "the imatrix reached almost no tensor"
+
+
+@pytest.mark.parametrize("with_imatrix", [False, True])
+def test_q2_k_s_is_refused_by_both(tiny256_checkpoint, tiny256_gguf, tiny256_imatrix, tmp_path, monkeypatch,
+                                   with_imatrix):
+    from gemma3n_gguf.errors import QuantizationError
+
+    monkeypatch.chdir(tiny256_imatrix.parent)
+    imatrix = tiny256_imatrix.name if with_imatrix else None
+    with pytest.raises(QuantizationError, match=r"attn_k"):
+        quantize(tiny256_checkpoint, tmp_path / "ours.gguf", scheme="Q2_K_S", imatrix=imatrix)
+    assert not (tmp_path / "ours.gguf").exists()
+    assert llama_quantize(tiny256_gguf("f32"), tmp_path / "theirs.gguf", "Q2_K_S", imatrix) != 0
 
 
 OVERRIDES = {
