@@ -32,6 +32,7 @@ from .mmproj_names import (
     is_audio_tensor,
     is_vision_tensor,
 )
+from .plan import mapping_report
 
 Q = GGMLQuantizationType
 MMPROJ_TYPES = {"f32": Q.F32, "f16": Q.F16, "bf16": Q.BF16, "q8_0": Q.Q8_0}
@@ -121,7 +122,7 @@ def build_mmproj_plan(ckpt: Checkpoint, cfg: ProjectorConfig, mmproj_type: str =
         expected |= expected_audio_names(n_layers, n_convs)
     missing = sorted(expected - set(mapped))
     if unmapped or missing:
-        raise TensorMappingError(_mapping_report(unmapped, missing))
+        raise TensorMappingError(mapping_report(unmapped, missing, needs="what the Gemma 3n projector needs"))
     _check_layout(ckpt, cfg, stages)
 
     warnings: dict[str, list[str]] = defaultdict(list)
@@ -270,18 +271,3 @@ def _ordered(mapped: dict[str, tuple[str, Role, str]]) -> list[tuple[str, tuple[
         return (mapped[name][2] != "vision", parts[0], numbers, name)
 
     return [(name, mapped[name]) for name in sorted(mapped, key=key)]
-
-
-def _mapping_report(unmapped: list[str], missing: list[str]) -> str:
-    lines = ["the checkpoint's vision/audio tensors do not match what the Gemma 3n projector needs:"]
-    if unmapped:
-        lines.append(f"  {len(unmapped)} checkpoint tensor(s) have no GGUF name: {_listing(unmapped)}")
-    if missing:
-        lines.append(f"  {len(missing)} GGUF tensor(s) have no source in the checkpoint: {_listing(missing)}")
-    lines.append("  is the checkpoint complete and is config.json the one saved with it?")
-    return "\n".join(lines)
-
-
-def _listing(names: list[str], limit: int = 12) -> str:
-    shown = ", ".join(names[:limit])
-    return shown + (f", ... (+{len(names) - limit} more)" if len(names) > limit else "")

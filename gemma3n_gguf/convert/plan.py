@@ -106,7 +106,7 @@ def build_text_plan(ckpt: Checkpoint, cfg: TextConfig, outtype: str = "f16", *, 
     missing = sorted(expected - set(found))
     unexpected = sorted(set(found) - expected)
     if unmapped or missing or unexpected:
-        raise TensorMappingError(_mapping_report(unmapped, missing, unexpected))
+        raise TensorMappingError(mapping_report(unmapped, missing, unexpected))
 
     tensors = []
     for name in _ordered(found):
@@ -183,8 +183,10 @@ def _ordered(found: dict[str, Source]) -> list[str]:
     return sorted(found, key=key)
 
 
-def _mapping_report(unmapped: list[str], missing: list[str], unexpected: list[str]) -> str:
-    lines = ["the checkpoint's tensors do not match what llama.cpp's gemma3n model needs:"]
+def mapping_report(unmapped: list[str], missing: list[str], unexpected: list[str] = (),
+                   needs: str = "what llama.cpp's gemma3n model needs") -> str:
+    """One message listing every unmapped, missing and unexpected tensor."""
+    lines = [f"the checkpoint's tensors do not match {needs}:"]
     if unmapped:
         lines.append(f"  {len(unmapped)} checkpoint tensor(s) have no GGUF name: {_listing(unmapped)}")
     if missing:
