@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from .console import byte_progress, console, err_console, human_bytes, key_value_table, phase_progress, print_json
@@ -87,7 +88,7 @@ def convert(
                                           exact_mm_tokens=exact, on_progress=progress), None
     summary = (_text_summary(text, exact) if text else {}) | ({"mmproj": _mmproj_summary(projector)} if projector else {})
     for warning in summary.get("warnings", []) + summary.get("mmproj", {}).get("warnings", []):
-        err_console.print(f"[yellow]warning:[/yellow] {warning}")
+        err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
     if json_out:
         print_json(summary)
         return
@@ -199,7 +200,7 @@ def validate_cmd(
         return
     console.print(report_table(report))
     for warning in report.warnings:
-        err_console.print(f"[yellow]warning:[/yellow] {warning}")
+        err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
 
 
 @app.command("check")
@@ -252,7 +253,7 @@ def check_cmd(
 
 
 def _usage_error(message: str) -> None:
-    err_console.print(f"[bold red]usage error:[/bold red] {message}", highlight=False)
+    err_console.print(f"[bold red]usage error:[/bold red] {escape(message)}", highlight=False)
     raise typer.Exit(2)
 
 
@@ -329,7 +330,6 @@ def quantize_cmd(
 
 def _print_quantize_outcome(plan, result, json_out: bool) -> None:
     """Warnings, then the plan (dry run) or what was written, as tables or JSON."""
-    from rich.markup import escape
 
     from .quantize.report import imatrix_note, plan_table
 
@@ -381,7 +381,7 @@ def main() -> None:
     try:
         app()
     except Gemma3nGGUFError as exc:
-        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
         sys.exit(1)
 
 

@@ -21,7 +21,7 @@ from rich.progress import (
 from rich.table import Table
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # one message, one line: never hard-wrapped
 
 
 @contextlib.contextmanager
