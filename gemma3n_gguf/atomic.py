@@ -33,6 +33,9 @@ def atomic_path(destination: str | os.PathLike[str]) -> Iterator[Path]:
         tmp.chmod(0o666 & ~_umask())  # mkstemp creates 0600; give the file normal permissions
         os.replace(tmp, dest)
         _fsync_dir(parent)
+    except OSError as exc:  # disk full, destination is a directory, ...
+        tmp.unlink(missing_ok=True)
+        raise ConversionError(f"cannot write {dest}: {exc.strerror or exc}") from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .console import byte_progress, console, err_console, human_bytes, key_value_table, phase_progress, print_json
+from .fixtures.presets import PRESETS
 from .errors import Gemma3nGGUFError
 
 app = typer.Typer(
@@ -30,7 +31,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 @app.command("make-checkpoint")
 def make_checkpoint_cmd(
     out: Annotated[Path, typer.Argument(help="Directory to create.")],
-    preset: Annotated[str, typer.Option(help="tiny-text, tiny-mm, e2b-shape or e4b-shape.")] = "tiny-text",
+    preset: Annotated[str, typer.Option(help="One of: " + ", ".join(PRESETS) + ".")] = "tiny-text",
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files.")] = 0,
     saving: Annotated[str, typer.Option(help="transformers5 (no K/V for KV-shared layers) or google.")] = "transformers5",
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty directory.")] = False,
@@ -47,13 +48,16 @@ MmprojTypeOpt = Annotated[str, typer.Option(
     "--mmproj-type",
     help="Projector type: f32, f16, bf16 or q8_0. Tensors llama.cpp cannot run in it are written in one it "
          "can (depthwise kernels F16 or BF16, convs F32 or F16, input projections F16); the warnings say which.")]
+_EXACT_MM_HELP = (
+    "Make llama.cpp embed the multimodal hard tokens (<end_of_image>, which mtmd puts after every image, "
+    "and the rest of the vision/audio ids) as transformers does: bake them into token_embd, fill the "
+    "padded PLE rows with row 0 and write an untied output.weight. Costs vocab x hidden more "
+    "(E2B/E4B: +537 M parameters, +1.07 GB at f16, +0.57 GB at q8_0). Without it, logits after an "
+    "image drift (measured on tiny-mm: mean KLD 1.3, top-1 95%).")
 ExactMmTokensOpt = Annotated[bool | None, typer.Option(
-    "--exact-mm-tokens/--no-exact-mm-tokens",
-    help="Make llama.cpp embed the multimodal hard tokens (<end_of_image>, which mtmd puts after every image, "
-         "and the rest of the vision/audio ids) as transformers does: bake them into token_embd, fill the "
-         "padded PLE rows with row 0 and write an untied output.weight. Costs vocab x hidden more "
-         "(E2B/E4B: +537 M parameters, +1.07 GB at f16, +0.57 GB at q8_0). Without it, logits after an "
-         "image drift (measured on tiny-mm: mean KLD 1.3, top-1 95%). Default: on with --mmproj, else off.")]
+    "--exact-mm-tokens/--no-exact-mm-tokens", help=_EXACT_MM_HELP + " Default: on with --mmproj, else off.")]
+QuantizeExactMmTokensOpt = Annotated[bool, typer.Option(
+    "--exact-mm-tokens/--no-exact-mm-tokens", help=_EXACT_MM_HELP + " Default: off.")]
 
 
 @app.command()
@@ -157,7 +161,9 @@ def demo(
     """Build a tiny Gemma 3n, convert it, and check llama.cpp against transformers."""
     from .demo import run_demo
 
-    run_demo(out, console)
+    rows = run_demo(out, console)
+    if any(r.failures for r in rows):
+        raise typer.Exit(1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,7 +309,7 @@ def quantize_cmd(
     allow_requantize: Annotated[bool, typer.Option(help="Accept an already quantized GGUF as input.")] = False,
     intermediate: Annotated[str, typer.Option(help="From a checkpoint: write what convert --outtype f32|f16|bf16 + llama-quantize would (kept tensors stay in that type).")] = "f32",
     force: Annotated[bool, typer.Option(help="As for convert: accept a config llama.cpp would run wrongly.")] = False,
-    exact_mm_tokens: ExactMmTokensOpt = None,
+    exact_mm_tokens: QuantizeExactMmTokensOpt = False,
     threads: Annotated[int | None, typer.Option(help="Kernel threads (default: all cores).")] = None,
     dry_run: Annotated[bool, typer.Option(help="Show the plan (types, sizes, PLE share); write nothing.")] = False,
     json_out: JsonOpt = False,
@@ -319,7 +325,7 @@ def quantize_cmd(
                                        token_embedding_type=token_embedding_type, ple_type=ple_type,
                                        output_tensor_type=output_tensor_type, pure=pure)
     common = dict(scheme=scheme_, options=options, imatrix=imatrix, allow_requantize=allow_requantize,
-                  intermediate=intermediate, force=force, exact_mm_tokens=bool(exact_mm_tokens))
+                  intermediate=intermediate, force=force, exact_mm_tokens=exact_mm_tokens)
     if dry_run:
         _print_quantize_outcome(plan_quantization(source, **common), None, json_out)
         return

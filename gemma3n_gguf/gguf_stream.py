@@ -7,9 +7,9 @@ The file is written to a temporary sibling and renamed into place on success.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -49,15 +49,6 @@ class SizedTensor:
         return self.n_elements // block * size
 
 
-@dataclass(frozen=True)
-class TensorHeader(SizedTensor):
-    """A minimal TensorLike for callers that have no plan object of their own."""
-
-    name: str
-    shape: tuple[int, ...]
-    qtype: GGMLQuantizationType
-
-
 def write_gguf(
     path: str | os.PathLike[str],
     arch: str,
@@ -68,33 +59,38 @@ def write_gguf(
 ) -> Path:
     """Write a GGUF file atomically; ``data(t)`` yields the encoded bytes of ``t`` in order."""
     dest = Path(path)
-    total = sum(t.nbytes for t in tensors)
     with atomic_path(dest) as tmp:
         writer = GGUFWriter(tmp, arch)
-        add_metadata(writer)
-        for t in tensors:
-            # a float dtype keeps gguf-py from reinterpreting the shape as bytes
-            writer.add_tensor_info(t.name, t.shape, np.dtype(np.float32), t.nbytes, raw_dtype=t.qtype)
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_ti_data_to_file()
-        fout = writer.fout[0]
-        done = 0
-        for t in tensors:
-            writer.write_padding(fout, fout.tell())
-            written = 0
-            for chunk in data(t):
-                buf = memoryview(np.ascontiguousarray(chunk)).cast("B")
-                fout.write(buf)
-                written += len(buf)
-                if on_progress:
-                    on_progress(done + written, total, t.name)
-            if written != t.nbytes:
-                raise AssertionError(f"{t.name}: wrote {written} bytes, planned {t.nbytes}")
-            writer.write_padding(fout, written)
-            done += written
-        writer.close()
+        with contextlib.closing(writer):  # closed on failure too, before the temp file goes
+            add_metadata(writer)
+            for t in tensors:
+                # a float dtype keeps gguf-py from reinterpreting the shape as bytes
+                writer.add_tensor_info(t.name, t.shape, np.dtype(np.float32), t.nbytes, raw_dtype=t.qtype)
+            writer.write_header_to_file()
+            writer.write_kv_data_to_file()
+            writer.write_ti_data_to_file()
+            _write_tensor_data(writer, tensors, data, on_progress)
     return dest
+
+
+def _write_tensor_data(writer: GGUFWriter, tensors: Sequence[TensorLike],
+                       data: Callable[[TensorLike], Iterable[np.ndarray]], on_progress: Progress | None) -> None:
+    fout = writer.fout[0]
+    total = sum(t.nbytes for t in tensors)
+    done = 0
+    for t in tensors:
+        writer.write_padding(fout, fout.tell())
+        written = 0
+        for chunk in data(t):
+            buf = memoryview(np.ascontiguousarray(chunk)).cast("B")
+            fout.write(buf)
+            written += len(buf)
+            if on_progress:
+                on_progress(done + written, total, t.name)
+        if written != t.nbytes:
+            raise AssertionError(f"{t.name}: wrote {written} bytes, planned {t.nbytes}")
+        writer.write_padding(fout, written)
+        done += written
 
 
 def chunked_rows(n_rows: int, row_bytes: int, budget: int = 32 << 20) -> Iterator[tuple[int, int]]:

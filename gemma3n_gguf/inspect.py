@@ -17,6 +17,7 @@ GROUPS: tuple[tuple[str, str], ...] = (
     ("per_layer_", "PLE"),
     ("token_embd", "embeddings"),
     ("output.", "embeddings"),
+    ("output_norm", "layers"),
     ("blk.", "layers"),
     ("altup_", "altup"),
     ("v.", "vision"),

@@ -82,15 +82,12 @@ class Checkpoint:
         path = self.directory / "config.json"
         if not path.is_file():
             raise CheckpointError(f"{path} is missing: is this a Hugging Face checkpoint directory?")
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
+        return read_json_object(path)
 
     def _shard_files(self) -> list[Path]:
         index = self.directory / INDEX_FILE
         if index.is_file():
-            self._index = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
+            self._index = read_json_object(index).get("weight_map", {})
             names = sorted(set(self._index.values()))
             missing = [n for n in names if not (self.directory / n).is_file()]
             if missing:
@@ -117,9 +114,6 @@ class Checkpoint:
                 f"{len(absent)} tensor(s) listed in {INDEX_FILE} are not in their shard, "
                 f"e.g. {absent[0]}: the checkpoint is incomplete"
             )
-
-    def file(self, name: str) -> Path:
-        return self.directory / name
 
     # -- tensor data ---------------------------------------------------------------------
     def __contains__(self, name: str) -> bool:
@@ -156,6 +150,17 @@ class Checkpoint:
         ref = self.ref(name)
         for start in range(0, ref.shape[0], rows_per_chunk):
             yield self.read(name, start, start + rows_per_chunk)
+
+
+def read_json_object(path: Path) -> dict:
+    """A JSON file that must hold an object; any way it can fail is a CheckpointError."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} does not hold a JSON object")
+    return data
 
 
 def _read_header(path: Path) -> list[TensorRef]:

@@ -6,8 +6,6 @@ from dataclasses import dataclass
 
 from ..errors import ConfigError
 
-ACCEPTED_ARCHITECTURES = ("Gemma3nForConditionalGeneration", "Gemma3nForCausalLM")
-
 # What llama.cpp (the vendored tree of llama-cpp-python 0.3.36) assumes without reading it.
 LLAMA_CPP_PLE_DIM = 256
 LLAMA_CPP_LAUREL_RANK = 64

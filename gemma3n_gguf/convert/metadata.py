@@ -20,6 +20,8 @@ def sparsity_scale(p: float) -> float:
     """Standard normal quantile of ``p``; -inf for 0, exactly as llama.cpp's converter writes."""
     if p <= 0.0:
         return -math.inf
+    if p >= 1.0:
+        return math.inf
     from statistics import NormalDist
 
     return NormalDist().inv_cdf(p)

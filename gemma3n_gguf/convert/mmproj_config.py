@@ -9,12 +9,12 @@ layout itself is checked by ``mmproj_plan``).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError, ConfigError
+from .checkpoint import read_json_object
 
 PREPROCESSOR_FILE = "preprocessor_config.json"
 PROCESSOR_FILE = "processor_config.json"
@@ -65,11 +65,7 @@ class ProjectorConfig:
     audio: AudioConfig | None
 
 
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"cannot read {path}: {exc}") from exc
+read_json = read_json_object  # kept as the name this module's callers use
 
 
 def read_projector_config(directory: Path, config: dict, *, with_audio: bool) -> ProjectorConfig:

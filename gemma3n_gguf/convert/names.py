@@ -108,8 +108,3 @@ def expected_gguf_names(num_layers: int) -> set[str]:
         else:
             names.add(gguf_name(kind))
     return names
-
-
-def hf_layer_name(bid: int, kind: MODEL_TENSOR) -> str:
-    suffix = next(s for s, k in LAYER_TENSORS.items() if k == kind)
-    return f"{TEXT_PREFIX}layers.{bid}.{suffix}"

@@ -75,14 +75,17 @@ def build_text_plan(ckpt: Checkpoint, cfg: TextConfig, outtype: str = "f16", *, 
     found: dict[str, Source] = {}
     stacks: dict[MODEL_TENSOR, dict[int, str]] = defaultdict(dict)
     kinds: dict[str, MODEL_TENSOR] = {}
-    unmapped, dropped = [], []
+    unmapped, dropped, beyond = [], [], []
     for hf_name in sorted(ckpt.tensors):
         if NOT_IN_TEXT_GGUF.match(hf_name):
             dropped.append(hf_name)
             continue
         mapped = classify(hf_name)
-        if mapped is None or (mapped[1] is not None and mapped[1] >= cfg.num_layers):
+        if mapped is None:
             unmapped.append(hf_name)
+            continue
+        if mapped[1] is not None and mapped[1] >= cfg.num_layers:
+            beyond.append(hf_name)
             continue
         kind, bid, index = mapped
         if index is not None:
@@ -104,9 +107,9 @@ def build_text_plan(ckpt: Checkpoint, cfg: TextConfig, outtype: str = "f16", *, 
         kinds[gguf_name(T.OUTPUT)] = T.OUTPUT
         expected.add(gguf_name(T.OUTPUT))
     missing = sorted(expected - set(found))
-    unexpected = sorted(set(found) - expected)
-    if unmapped or missing or unexpected:
-        raise TensorMappingError(mapping_report(unmapped, missing, unexpected))
+    unmapped += sorted(set(found) - expected)  # a name-table slip: mapped to a name llama.cpp lacks
+    if unmapped or missing or beyond:
+        raise TensorMappingError(mapping_report(unmapped, missing, beyond))
 
     tensors = []
     for name in _ordered(found):
@@ -183,16 +186,16 @@ def _ordered(found: dict[str, Source]) -> list[str]:
     return sorted(found, key=key)
 
 
-def mapping_report(unmapped: list[str], missing: list[str], unexpected: list[str] = (),
+def mapping_report(unmapped: list[str], missing: list[str], beyond: list[str] = (),
                    needs: str = "what llama.cpp's gemma3n model needs") -> str:
-    """One message listing every unmapped, missing and unexpected tensor."""
+    """One message listing every unmapped and missing tensor, and those of layers past the config's."""
     lines = [f"the checkpoint's tensors do not match {needs}:"]
     if unmapped:
         lines.append(f"  {len(unmapped)} checkpoint tensor(s) have no GGUF name: {_listing(unmapped)}")
     if missing:
         lines.append(f"  {len(missing)} GGUF tensor(s) have no source in the checkpoint: {_listing(missing)}")
-    if unexpected:
-        lines.append(f"  {len(unexpected)} tensor(s) beyond the config's layers: {_listing(unexpected)}")
+    if beyond:
+        lines.append(f"  {len(beyond)} tensor(s) of layers beyond the config's num_hidden_layers: {_listing(beyond)}")
     lines.append("  is the checkpoint complete and is config.json the one saved with it?")
     return "\n".join(lines)
 

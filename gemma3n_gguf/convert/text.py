@@ -56,7 +56,6 @@ def convert(
     *,
     outtype: str = "f16",
     force: bool = False,
-    ple_pad_row0: bool = False,
     exact_mm_tokens: bool = False,
     on_progress: Progress | None = None,
 ) -> ConversionResult:
@@ -73,7 +72,7 @@ def convert(
         raise ConfigError(f"unknown --outtype {outtype!r}; choose one of {', '.join(OUTTYPES)}")
     ckpt = Checkpoint(checkpoint_dir)
     cfg, warnings = load_checked_config(ckpt, force)
-    plan = build_text_plan(ckpt, cfg, outtype, ple_pad_row0=ple_pad_row0, exact_mm_tokens=exact_mm_tokens)
+    plan = build_text_plan(ckpt, cfg, outtype, exact_mm_tokens=exact_mm_tokens)
     name = model_name(ckpt.directory, ckpt.config)
     dest = Path(output) if output else default_output(ckpt.directory, name, outtype)
     metadata = text_metadata(ckpt, cfg, plan, outtype)

@@ -132,7 +132,7 @@ def _tokenize(transformers: Any, directory: Path, text: str) -> tuple[list[int],
     """llama.cpp's tokenization of a calibration text: BOS added, special-token text kept as text."""
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(directory)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise CheckpointError(f"transformers cannot load the tokenizer of {directory}: {exc}") from exc
     ids = tokenizer(text, add_special_tokens=True, split_special_tokens=True)["input_ids"]
     adds_bos = bool(getattr(tokenizer, "add_bos_token", True)) and tokenizer.bos_token_id is not None
@@ -142,14 +142,14 @@ def _tokenize(transformers: Any, directory: Path, text: str) -> tuple[list[int],
 def _load_model(torch: Any, transformers: Any, directory: Path) -> Any:
     try:
         model_type = json.loads((directory / "config.json").read_text(encoding="utf-8")).get("model_type")
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise CheckpointError(f"cannot read {directory / 'config.json'}: {exc}") from exc
     if model_type not in _HF_CLASSES:
         raise ConfigError(f"{directory} has model_type {model_type!r}; expected one of {sorted(_HF_CLASSES)}")
     model_class = getattr(transformers, _HF_CLASSES[model_type])
     try:
         model = model_class.from_pretrained(directory, dtype=torch.float32, attn_implementation="eager")
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise CheckpointError(f"transformers cannot load {directory}: {exc}") from exc
     return model.eval()
 

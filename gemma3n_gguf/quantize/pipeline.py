@@ -22,6 +22,7 @@ import numpy as np
 from gguf import GGML_QUANT_SIZES
 from gguf import GGMLQuantizationType as T
 
+from ..errors import Gemma3nGGUFError, QuantizationError
 from .ggml import MIN_CHUNK_VALUES, quantize_rows
 from .inputs import QuantizeInput
 
@@ -93,7 +94,9 @@ class QuantizePipeline:
             if isinstance(item, _End):
                 return
             if isinstance(item, _Failed):
-                raise item.error
+                if isinstance(item.error, (Gemma3nGGUFError, KeyboardInterrupt)):
+                    raise item.error
+                raise QuantizationError(f"reading {job.name} failed: {item.error}") from item.error
             yield item.result()
 
     # -- the reader thread ----------------------------------------------------------------------

@@ -40,7 +40,8 @@ def record_baseline(
     validator = Validator(reference_dir, text=text, n_ctx=n_ctx or 512, chunks=chunks, cache_dir=cache_dir,
                           align_vocab=bool(align_vocab), on_progress=on_progress)
     report = validator.validate(model_gguf, mmproj=mmproj, images=images, audios=audios)
-    protocol = protocol_for(validator.text, validator.n_ctx, chunks, validator.align_vocab, validator.fingerprint)
+    protocol = protocol_for(validator.text, validator.n_ctx, validator.chunks, validator.align_vocab,
+                            validator.fingerprint)
     return report, write_baseline(baseline_path, report, protocol)
 
 

@@ -80,7 +80,7 @@ class TransformersRunner:
                 dtype=getattr(torch, dtype),
                 attn_implementation=attn_implementation,
             )
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
             raise CheckpointError(f"transformers cannot load {checkpoint_dir}: {exc}") from exc
         self._model.eval()
 
@@ -145,7 +145,7 @@ def _hf_class_name(checkpoint_dir: Path) -> str:
     config_path = checkpoint_dir / "config.json"
     try:
         model_type = json.loads(config_path.read_text(encoding="utf-8")).get("model_type")
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise CheckpointError(f"cannot read {config_path}: {exc}") from exc
     if model_type not in _HF_CLASSES:
         raise ConfigError(

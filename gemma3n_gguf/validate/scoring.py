@@ -79,7 +79,7 @@ def score_candidate(
             plan.evaluated_windows(), first_row=first_row, on_progress=on_progress
         )
         # The runner first: zip then resumes it past its last window, so it reports completion.
-        for logits, window, reference_rows in zip(candidate_windows, plan, reference.iter_windows()):
+        for logits, window, reference_rows in zip(candidate_windows, plan, reference.iter_windows(), strict=True):
             rows = window.scored_logits(logits, first_row=first_row)[:, :n_vocab]
             scores.kld.add(reference_rows, rows, window.targets)
             scores.confident_top1.add(reference_rows, rows)

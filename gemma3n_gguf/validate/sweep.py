@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import RuntimeUnavailableError
+from ..errors import RuntimeUnavailableError, ValidationError
 from ..quantize.schemes import get_scheme
 from .evaltext import EvalText
 from .pipeline import PhaseProgress, Validator
@@ -103,6 +103,8 @@ def sweep(
     from .sweep_outputs import output_paths, write_outputs
 
     names = [get_scheme(name).name for name in schemes]  # unknown names fail before any work
+    if not names:
+        raise ValidationError("no schemes to sweep; pass e.g. --schemes Q4_K_M,Q8_0")
     quantize = quantize_fn or project_quantizer()
     root, directory = Path(checkpoint_dir), Path(out_dir)
     validator = Validator(root, text=text, n_ctx=n_ctx, chunks=chunks, cache_dir=cache_dir)

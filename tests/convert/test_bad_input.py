@@ -127,3 +127,13 @@ def test_bad_config_refused_unless_forced(broken, tmp_path, capsys):
     forced = run_cli(capsys, "convert", broken, "-o", dest, "--outtype", "f32", "--force")
     assert forced.code == 0 and dest.is_file()
     assert "warning" in forced.err and "activation_sparsity_pattern" in forced.err
+
+
+def test_destination_is_a_directory(tiny_text_checkpoint, tmp_path, capsys):
+    dest = tmp_path / "already-a-dir.gguf"
+    dest.mkdir()
+    run = _convert(capsys, tiny_text_checkpoint, dest)
+    assert run.code == 1 and run.err.startswith("error:") and "cannot write" in run.err
+    assert "Traceback" not in run.err
+    assert dest.is_dir() and not list(dest.iterdir())
+    assert not list(tmp_path.glob(".already-a-dir.gguf*")), "temporary file left behind"

@@ -63,3 +63,15 @@ def test_index_listing_absent_tensor(tmp_path):
 def test_missing_config(tmp_path):
     with pytest.raises(CheckpointError, match="config.json is missing"):
         Checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"\xff\xfe\x00", b"[1, 2]"])
+def test_unreadable_index_or_config_is_a_checkpoint_error(tmp_path, content):
+    _write(tmp_path, {"a": torch.zeros(2), "b": torch.zeros(2)})
+    (tmp_path / "model.safetensors.index.json").write_bytes(content)
+    with pytest.raises(CheckpointError, match="model.safetensors.index.json"):
+        Checkpoint(tmp_path)
+    (tmp_path / "model.safetensors.index.json").unlink()
+    (tmp_path / "config.json").write_bytes(content)
+    with pytest.raises(CheckpointError, match="config.json"):
+        Checkpoint(tmp_path)

@@ -7,6 +7,8 @@ import time
 
 import numpy as np
 import pytest
+
+from gemma3n_gguf.errors import QuantizationError
 from gguf import GGMLQuantizationType as T
 
 from gemma3n_gguf.quantize.ggml import quantize_rows
@@ -82,7 +84,8 @@ def test_a_read_error_reaches_the_writer():
         for job in jobs[:2]:
             for _ in pipeline.pieces(job):
                 pass
-        with pytest.raises(ValueError, match="cannot read c at row 1024"):
+        # an untyped read error becomes a QuantizationError naming the tensor (one line, no traceback)
+        with pytest.raises(QuantizationError, match="reading c failed: cannot read c at row 1024"):
             for _ in pipeline.pieces(jobs[2]):
                 pass
 
