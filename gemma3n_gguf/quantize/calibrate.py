@@ -16,7 +16,6 @@ they get no entries either.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable
@@ -30,12 +29,12 @@ from ..convert.checkpoint import Checkpoint
 from ..convert.config import LLAMA_CPP_KV_FROM_START
 from ..convert.names import TEXT_PREFIX, T, classify, gguf_name
 from ..convert.text import load_checked_config
-from ..errors import CheckpointError, ConfigError, QuantizationError, RuntimeUnavailableError
+from ..errors import CheckpointError, QuantizationError
+from ..validate.runners import import_transformers, load_reference_model
 from ..validate.windows import plan_windows
 from .imatrix import Imatrix, ImatrixEntry
 
 MIN_ROWS = 16  # llama-imatrix ignores matrix multiplications over fewer rows
-_HF_CLASSES = {"gemma3n": "Gemma3nForConditionalGeneration", "gemma3n_text": "Gemma3nForCausalLM"}
 # a text-model Linear: model.language_model.layers.N.<path> (or model.layers.N.<path> for Gemma3nForCausalLM)
 _LAYER_MODULE = re.compile(r"^model\.(?:language_model\.)?(layers\.(\d+)\..+)$")
 
@@ -86,10 +85,10 @@ def compute_imatrix(
         raise QuantizationError(f"--ctx {n_ctx} is too small: llama.cpp ignores batches under {MIN_ROWS} tokens")
     ckpt = Checkpoint(checkpoint_dir)
     _, warnings = load_checked_config(ckpt, force)
-    torch, transformers = _import_transformers()
+    torch, transformers = import_transformers()
     ids, bos_id = _tokenize(transformers, ckpt.directory, text)
     windows = plan_windows(ids, n_ctx, bos_id=bos_id, chunks=chunks)
-    model = _load_model(torch, transformers, ckpt.directory)
+    model = load_reference_model(ckpt.directory)
     accumulators, skipped = _attach(model)
     total = len(windows)
     for done, window in enumerate(windows.evaluated_windows(), start=1):
@@ -117,17 +116,6 @@ def read_calibration_text(path: str | os.PathLike[str]) -> str:
         raise QuantizationError(f"{path} is not UTF-8 text: {exc}") from exc
 
 
-def _import_transformers() -> tuple[Any, Any]:
-    try:
-        import torch
-        import transformers
-    except ImportError as exc:
-        raise RuntimeUnavailableError(f"the imatrix needs torch and transformers: {exc}") from exc
-    transformers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
-    return torch, transformers
-
-
 def _tokenize(transformers: Any, directory: Path, text: str) -> tuple[list[int], int | None]:
     """llama.cpp's tokenization of a calibration text: BOS added, special-token text kept as text."""
     try:
@@ -137,21 +125,6 @@ def _tokenize(transformers: Any, directory: Path, text: str) -> tuple[list[int],
     ids = tokenizer(text, add_special_tokens=True, split_special_tokens=True)["input_ids"]
     adds_bos = bool(getattr(tokenizer, "add_bos_token", True)) and tokenizer.bos_token_id is not None
     return list(ids), tokenizer.bos_token_id if adds_bos else None
-
-
-def _load_model(torch: Any, transformers: Any, directory: Path) -> Any:
-    try:
-        model_type = json.loads((directory / "config.json").read_text(encoding="utf-8")).get("model_type")
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
-        raise CheckpointError(f"cannot read {directory / 'config.json'}: {exc}") from exc
-    if model_type not in _HF_CLASSES:
-        raise ConfigError(f"{directory} has model_type {model_type!r}; expected one of {sorted(_HF_CLASSES)}")
-    model_class = getattr(transformers, _HF_CLASSES[model_type])
-    try:
-        model = model_class.from_pretrained(directory, dtype=torch.float32, attn_implementation="eager")
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
-        raise CheckpointError(f"transformers cannot load {directory}: {exc}") from exc
-    return model.eval()
 
 
 def _attach(model: Any) -> tuple[dict[str, _Accumulator], list[str]]:

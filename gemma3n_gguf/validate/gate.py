@@ -276,6 +276,10 @@ def _read_limits(source: Path, raw: Any) -> tuple[Limit, ...]:
         direction = CHECKS[name].direction
         if not isinstance(entry, dict) or direction not in entry or "measured" not in entry:
             raise BaselineError(f"baseline {source}: check {name!r} needs \"measured\" and \"{direction}\"")
+        extra = sorted(set(entry) - {"measured", direction})
+        if extra:
+            raise BaselineError(f"baseline {source}: check {name!r} has keys it does not use: {', '.join(extra)} "
+                                f"(a {name} limit is \"{direction}\")")
         try:
             limits.append(Limit(name, float(entry["measured"]), float(entry[direction]), direction))
         except (TypeError, ValueError):

@@ -67,22 +67,13 @@ class TransformersRunner:
         attn_implementation: str = "eager",
         n_threads: int | None = None,
     ) -> None:
-        torch, transformers = _import_transformers()
+        torch, transformers = import_transformers()
         self._torch = torch
         self._dtype = dtype
         self._attn_implementation = attn_implementation
-        model_class = getattr(transformers, _hf_class_name(Path(checkpoint_dir)))
         if n_threads is not None:
             torch.set_num_threads(n_threads)
-        try:
-            self._model = model_class.from_pretrained(
-                checkpoint_dir,
-                dtype=getattr(torch, dtype),
-                attn_implementation=attn_implementation,
-            )
-        except (OSError, ValueError, RuntimeError, KeyError) as exc:
-            raise CheckpointError(f"transformers cannot load {checkpoint_dir}: {exc}") from exc
-        self._model.eval()
+        self._model = load_reference_model(checkpoint_dir, dtype=dtype, attn_implementation=attn_implementation)
 
     @property
     def n_vocab(self) -> int:
@@ -119,7 +110,7 @@ class TransformersRunner:
 
 def transformers_settings(dtype: str = "float32", attn_implementation: str = "eager") -> dict[str, Any]:
     """:attr:`TransformersRunner.settings` without loading a model (to look a cache up first)."""
-    torch, transformers = _import_transformers()
+    torch, transformers = import_transformers()
     return {
         "runtime": "transformers",
         "dtype": dtype,
@@ -129,16 +120,29 @@ def transformers_settings(dtype: str = "float32", attn_implementation: str = "ea
     }
 
 
-def _import_transformers() -> tuple[Any, Any]:
+def import_transformers() -> tuple[Any, Any]:
     try:
         import torch
         import transformers
     except ImportError as exc:
-        raise RuntimeUnavailableError(f"the reference needs torch and transformers: {exc}") from exc
+        raise RuntimeUnavailableError(f"the reference model needs torch and transformers: {exc}") from exc
     # the library never prints: no weight-loading bars or advisory warnings from transformers
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
     return torch, transformers
+
+
+def load_reference_model(checkpoint_dir: str | os.PathLike[str], *, dtype: str = "float32",
+                         attn_implementation: str = "eager") -> Any:
+    """The checkpoint in transformers (its own class for the config's model_type), in eval mode."""
+    torch, transformers = import_transformers()
+    model_class = getattr(transformers, _hf_class_name(Path(checkpoint_dir)))
+    try:
+        model = model_class.from_pretrained(checkpoint_dir, dtype=getattr(torch, dtype),
+                                            attn_implementation=attn_implementation)
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise CheckpointError(f"transformers cannot load {checkpoint_dir}: {exc}") from exc
+    return model.eval()
 
 
 def _hf_class_name(checkpoint_dir: Path) -> str:

@@ -158,3 +158,15 @@ def test_every_check_reads_a_report():
         value, uncertainty = spec.read(report)
         assert value is None or math.isfinite(value), name
         assert uncertainty >= 0
+
+
+def test_a_limit_with_unused_keys_is_refused(tmp_path):
+    from pathlib import Path
+
+    path = tmp_path / "b.json"
+    good = json.loads((Path(__file__).parent / "baselines" / "tiny-text-Q8_0.json").read_text())
+    name = next(iter(good["checks"]))
+    good["checks"][name]["min_and_max_typo"] = 1.0
+    path.write_text(json.dumps(good))
+    with pytest.raises(BaselineError, match="keys it does not use: min_and_max_typo"):
+        load_baseline(path)
