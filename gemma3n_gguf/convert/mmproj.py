@@ -33,7 +33,7 @@ from .mmproj_plan import (
     has_vision_weights,
     widen_beyond_f16,
 )
-from .text import ConversionResult, convert
+from .text import ConversionResult, convert, default_output
 
 
 @dataclass
@@ -124,14 +124,19 @@ def convert_text_and_mmproj(
 ) -> tuple[ConversionResult, MmprojResult]:
     """The text GGUF at ``output`` and the projector beside it (``mmproj-<model>-<TYPE>.gguf``).
 
-    The projector is planned first, so a checkpoint llama.cpp cannot run as a multimodal
-    model is refused before either file is written.
+    The projector is written first (it is small, and a checkpoint llama.cpp cannot run as a
+    multimodal model fails there); if the text GGUF then fails, the projector is removed, so
+    a failure leaves neither file.
     """
-    plan_mmproj(checkpoint_dir, mmproj_type)
-    text = convert(checkpoint_dir, output, outtype=outtype, force=force, exact_mm_tokens=exact_mm_tokens,
-                   on_progress=on_progress)
     ckpt_dir = Path(checkpoint_dir)
     name = model_name(ckpt_dir, Checkpoint(ckpt_dir).config)
-    mmproj = convert_mmproj(ckpt_dir, default_mmproj_output(text.path.parent, name, mmproj_type),
+    text_dest = Path(output) if output else default_output(ckpt_dir, name, outtype)
+    mmproj = convert_mmproj(ckpt_dir, default_mmproj_output(text_dest.parent, name, mmproj_type),
                             mmproj_type=mmproj_type, on_progress=on_progress)
+    try:
+        text = convert(ckpt_dir, text_dest, outtype=outtype, force=force, exact_mm_tokens=exact_mm_tokens,
+                       on_progress=on_progress)
+    except BaseException:
+        mmproj.path.unlink(missing_ok=True)
+        raise
     return text, mmproj

@@ -104,3 +104,21 @@ def test_exact_tokens_with_mmproj_only_is_a_contradiction(tiny_mm_checkpoint, tm
     out = tmp_path / "out"
     run = run_cli(capsys, "convert", tiny_mm_checkpoint, "-o", out / "m.gguf", "--mmproj-only", "--exact-mm-tokens")
     _assert_refused(run, out, "--mmproj-only")
+
+
+def test_a_failing_text_conversion_leaves_neither_file(tiny_mm_checkpoint, tmp_path, capsys):
+    import shutil
+    import struct
+
+    from gemma3n_gguf.convert.checkpoint import Checkpoint
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny_mm_checkpoint, ckpt)  # a real copy: its bytes are damaged below
+    ref = Checkpoint(ckpt).ref("model.language_model.layers.1.mlp.up_proj.weight")
+    with open(ref.file, "r+b") as f:
+        f.seek(ref.offset)
+        f.write(struct.pack("<f", float("nan")) if ref.dtype == "F32" else b"\xc0\x7f")
+    out = tmp_path / "out"
+    run = run_cli(capsys, "convert", ckpt, "-o", out / "text.gguf", "--mmproj")
+    assert run.code == 1 and run.err.startswith("error:") and "NaN" in run.err
+    assert not out.exists() or list(out.iterdir()) == []  # the projector written first was removed
