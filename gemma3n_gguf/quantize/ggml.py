@@ -311,6 +311,6 @@ def _row_spans(n_rows: int, n_per_row: int, threads: int) -> list[tuple[int, int
     return [(start, min(start + rows_per_chunk, n_rows)) for start in range(0, n_rows, rows_per_chunk)]
 
 
-@functools.lru_cache(maxsize=4)
+@functools.cache  # one pool per thread count, alive for the process (a few counts at most)
 def _pool(threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ggml-quantize")

@@ -35,7 +35,7 @@ class TensorJob:
     """One output tensor: what the writer needs (name, shape, qtype, nbytes) and how to make it."""
 
     name: str
-    shape: tuple[int, ...]  # numpy order, as written (see onepass.output_shape)
+    shape: tuple[int, ...]  # numpy order, as written (see fileplan.PlannedOutput.written_shape)
     qtype: T
     convert: bool  # False: the input's bytes are copied
     imatrix: np.ndarray | None = None
