@@ -27,20 +27,24 @@ def tiny_text_google_checkpoint(tmp_path_factory) -> Path:
     return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-text-google", "tiny-text", seed=0, saving="google")
 
 
-@pytest.fixture(scope="session")
-def tiny_text_gguf_factory(tiny_text_checkpoint, tmp_path_factory):
-    """Convert tiny-text once per output type and hand out the paths."""
+def gguf_factory(checkpoint: Path, tmp_path_factory):
+    """``get(outtype)``: ``convert --outtype`` of ``checkpoint``, made once per type."""
     from gemma3n_gguf.convert import convert
 
     made: dict[str, Path] = {}
 
     def get(outtype: str) -> Path:
         if outtype not in made:
-            out = tmp_path_factory.mktemp("gguf") / f"tiny-text-{outtype}.gguf"
-            made[outtype] = convert(tiny_text_checkpoint, out, outtype=outtype).path
+            out = tmp_path_factory.mktemp("gguf") / f"{checkpoint.name}-{outtype}.gguf"
+            made[outtype] = convert(checkpoint, out, outtype=outtype).path
         return made[outtype]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def tiny_text_gguf_factory(tiny_text_checkpoint, tmp_path_factory):
+    return gguf_factory(tiny_text_checkpoint, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

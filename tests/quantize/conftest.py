@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import gguf_factory
 from gemma3n_gguf.fixtures import make_checkpoint
 
 IMATRIX_CTX = 64
@@ -24,17 +25,7 @@ def tiny256_checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny256_gguf(tiny256_checkpoint, tmp_path_factory):
     """``convert --outtype T`` of tiny-text-256, made once per type."""
-    from gemma3n_gguf.convert import convert
-
-    made: dict[str, Path] = {}
-
-    def get(outtype: str) -> Path:
-        if outtype not in made:
-            out = tmp_path_factory.mktemp("gguf256") / f"tiny-text-256-{outtype}.gguf"
-            made[outtype] = convert(tiny256_checkpoint, out, outtype=outtype).path
-        return made[outtype]
-
-    return get
+    return gguf_factory(tiny256_checkpoint, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
