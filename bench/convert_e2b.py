@@ -49,14 +49,13 @@ def main() -> None:
     ours_out = args.workdir / "ours-bf16.gguf"
     ours = run_measured("gemma3n-gguf convert --outtype bf16",
                         [sys.executable, "-m", "gemma3n_gguf", "convert", str(ckpt), "-o", str(ours_out),
-                         "--outtype", "bf16", "--json"], str(args.workdir / "ours.log"))
-    ours.output_bytes = ours_out.stat().st_size if ours_out.exists() else None
+                         "--outtype", "bf16", "--json"], str(args.workdir / "ours.log"), output=ours_out)
     runs.append(ours)
     if not args.skip_reference:
         ref_out = args.workdir / "reference-bf16.gguf"
         ref = run_measured("llama.cpp convert_hf_to_gguf.py --outtype bf16",
-                           reference_convert_command(ckpt, ref_out, "bf16"), str(args.workdir / "reference.log"))
-        ref.output_bytes = ref_out.stat().st_size if ref_out.exists() else None
+                           reference_convert_command(ckpt, ref_out, "bf16"), str(args.workdir / "reference.log"),
+                           output=ref_out)
         runs.append(ref)
         if args.compare and ours.returncode == ref.returncode == 0:
             console.print(compare_tensors(ours_out, ref_out))

@@ -6,6 +6,7 @@ import os
 import subprocess
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass
@@ -21,8 +22,10 @@ class Measurement:
         return self.peak_rss_bytes / 2**30
 
 
-def run_measured(label: str, cmd: list[str], log_path: str | None = None, env: dict | None = None) -> Measurement:
-    """Peak RSS is the child's own ru_maxrss (Linux reports KiB), not the parent's."""
+def run_measured(label: str, cmd: list[str], log_path: str | None = None, env: dict | None = None,
+                 output: Path | None = None) -> Measurement:
+    """Peak RSS is the child's own ru_maxrss (Linux reports KiB), not the parent's; with
+    ``output``, the size of the file the command wrote is recorded too."""
     log = open(log_path, "w") if log_path else subprocess.DEVNULL
     try:
         start = time.perf_counter()
@@ -33,4 +36,5 @@ def run_measured(label: str, cmd: list[str], log_path: str | None = None, env: d
         if log_path:
             log.close()
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return Measurement(label, seconds, usage.ru_maxrss * 1024, proc.returncode)
+    written = output.stat().st_size if output is not None and output.exists() else None
+    return Measurement(label, seconds, usage.ru_maxrss * 1024, proc.returncode, written)

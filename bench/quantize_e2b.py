@@ -107,9 +107,7 @@ def _floats(tensor) -> np.ndarray:
 
 def _measured(label: str, cmd: list[str], log: Path, output: Path | None) -> Measurement:
     console.print(f"[bold]running[/bold] {label}")
-    m = run_measured(label, cmd, str(log))
-    m.output_bytes = output.stat().st_size if output is not None and output.exists() else None
-    return m
+    return run_measured(label, cmd, str(log), output=output)
 
 
 def main() -> None:
