@@ -1,0 +1,23 @@
+"""Every file the toolkit writes stays byte for byte what it was before the layered move.
+
+The SHA-256 of each output was recorded with the code as it stood before the architecture
+change (``tests/golden/outputs.py --record``); any change to a written byte fails here.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from golden.outputs import HASHES, build_outputs
+
+pytestmark = pytest.mark.slow
+
+
+def test_every_output_is_byte_identical_to_the_recorded_one(tmp_path):
+    expected = json.loads(HASHES.read_text())
+    actual = build_outputs(tmp_path)
+    assert sorted(actual) == sorted(expected)
+    changed = sorted(name for name in expected if actual[name] != expected[name])
+    assert changed == []
