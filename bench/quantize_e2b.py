@@ -49,8 +49,8 @@ sys.exit(llama_cpp.llama_model_quantize(sys.argv[1].encode(), sys.argv[2].encode
 
 def kernel_floor(checkpoint: Path, scheme: str) -> float:
     """Seconds ggml's kernels need for every converted tensor of the plan, on real rows, all cores."""
-    from gemma3n_gguf.quantize.ggml import quantize_rows
-    from gemma3n_gguf.quantize.inputs import CheckpointInput
+    from gemma3n_gguf.core.ggml import quantize_rows
+    from gemma3n_gguf.engine.inputs import CheckpointInput
     from gemma3n_gguf.quantize.onepass import plan_quantization
 
     plan = plan_quantization(checkpoint, scheme=scheme)

@@ -8,10 +8,10 @@ The command line is a thin layer over these functions::
     print(summarize(result.path).total.bits_per_weight)
 """
 
-__version__ = "0.1.0"
+from gemma3n_gguf.core.version import __version__
 
-from .convert.text import ConversionResult, convert  # noqa: E402
-from .fixtures.factory import make_checkpoint  # noqa: E402
-from .inspect import summarize  # noqa: E402
+from gemma3n_gguf.convert.text import ConversionResult, convert  # noqa: E402
+from gemma3n_gguf.fixtures.factory import make_checkpoint  # noqa: E402
+from gemma3n_gguf.inspection import summarize  # noqa: E402
 
 __all__ = ["ConversionResult", "__version__", "convert", "make_checkpoint", "summarize"]

@@ -1,3 +1,3 @@
-from .cli import main
+from gemma3n_gguf.cli import main
 
 main()

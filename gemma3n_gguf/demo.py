@@ -10,13 +10,13 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from .console import human_bytes
-from .convert import convert
-from .fixtures import make_checkpoint
-from .quantize import quantize
-from .validate.bounds import PARITY_BOUNDS
-from .validate.parity import ParityStats, parity_stats
-from .validate.runners import LlamaCppRunner, TransformersRunner
+from gemma3n_gguf.core.units import human_bytes
+from gemma3n_gguf.convert import convert
+from gemma3n_gguf.fixtures import make_checkpoint
+from gemma3n_gguf.quantize import quantize
+from gemma3n_gguf.validate.metrics.bounds import PARITY_BOUNDS
+from gemma3n_gguf.validate.metrics.parity import ParityStats, parity_stats
+from gemma3n_gguf.reference.runners import LlamaCppRunner, TransformersRunner
 
 DEMO_TYPES = ("f32", "f16", "q8_0")
 DEMO_TOKENS = 384

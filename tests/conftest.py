@@ -67,13 +67,13 @@ def parity_ids():
 @pytest.fixture(scope="session")
 def tiny_text_reference_logits(tiny_text_checkpoint, parity_ids):
     """transformers (fp32) logits of tiny-text on ``parity_ids``: the reference."""
-    from gemma3n_gguf.validate.runners import TransformersRunner
+    from gemma3n_gguf.reference.runners import TransformersRunner
 
     return next(TransformersRunner(tiny_text_checkpoint).iter_window_logits([parity_ids]))
 
 
 def llama_logits(gguf_path, ids):
-    from gemma3n_gguf.validate.runners import LlamaCppRunner
+    from gemma3n_gguf.reference.runners import LlamaCppRunner
 
     with LlamaCppRunner(gguf_path, n_ctx=512) as runner:
         return next(runner.iter_window_logits([ids]))

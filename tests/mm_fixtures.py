@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from gemma3n_gguf.convert import convert
-from gemma3n_gguf.convert.mmproj import MmprojResult, convert_mmproj
+from gemma3n_gguf.convert.projector.convert import MmprojResult, convert_mmproj
 from gemma3n_gguf.fixtures import make_checkpoint
 
 _BUILT: dict[str, object] = {}

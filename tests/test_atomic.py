@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from gemma3n_gguf.atomic import atomic_path, write_text_atomically
-from gemma3n_gguf.errors import ConversionError
+from gemma3n_gguf.core.atomic import atomic_path, write_text_atomically
+from gemma3n_gguf.core.errors import ConversionError
 
 
 def test_success_replaces_destination(tmp_path):

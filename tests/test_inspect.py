@@ -8,8 +8,8 @@ import pytest
 from gguf import GGUFReader
 
 from cli_helpers import run_cli
-from gemma3n_gguf.errors import GGUFFileError
-from gemma3n_gguf.inspect import summarize
+from gemma3n_gguf.core.errors import GGUFFileError
+from gemma3n_gguf.inspection import summarize
 
 pytestmark = pytest.mark.slow
 

@@ -1,37 +1,20 @@
-"""The k-quant engine: llama-quantize's schemes and type rules, ggml's kernels, imatrix files.
+"""Quantize: llama-quantize's output from a checkpoint in one pass, or from a GGUF.
 
-* :mod:`.schemes` — the presets (name -> llama_ftype, default type).
-* :mod:`.rules` / :mod:`.plan` — which type each tensor gets (``plan_types``), from names and shapes.
-* :mod:`.ggml` — ``quantize_rows``: ggml's own kernels through ctypes, on a thread pool.
-* :mod:`.imatrix` — read, normalize, match and write importance matrices.
-* :mod:`.onepass` — ``quantize``: checkpoint or GGUF in, quantized GGUF out, byte-identical to
-  llama-quantize; ``plan_quantization`` for ``--dry-run``.
-* :mod:`.calibrate` — ``compute_imatrix`` from the transformers reference model.
+* :mod:`.onepass` — ``quantize`` and ``plan_quantization`` (``--dry-run``), over the one write
+  path of :mod:`gemma3n_gguf.engine` (type planner, reader -> kernels -> writer pipeline).
+* :mod:`.imatrix` — read, normalise, match and write importance matrices.
 * :mod:`.recipes` — named recipes in TOML.
+* :mod:`.calibrate` — ``compute_imatrix`` from the transformers reference (needs the
+  ``reference`` extra, so it is not imported here).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from .ggml import quantize_rows
-from .plan import PlanOptions, TensorChoice, TensorInfo, plan_types
-from .schemes import SCHEMES, Scheme, get_scheme
+from gemma3n_gguf.core.ggml import quantize_rows
+from gemma3n_gguf.engine.fileplan import QuantizationPlan
+from gemma3n_gguf.engine.planner import PlanOptions, TensorChoice, TensorInfo, plan_types
+from gemma3n_gguf.engine.schemes import SCHEMES, Scheme, get_scheme
+from gemma3n_gguf.quantize.onepass import QuantizeResult, plan_quantization, quantize
 
 __all__ = ["SCHEMES", "PlanOptions", "QuantizeResult", "QuantizationPlan", "Scheme", "TensorChoice",
            "TensorInfo", "get_scheme", "plan_quantization", "plan_types", "quantize", "quantize_rows"]
-
-_ONEPASS = {"quantize", "plan_quantization", "QuantizeResult"}
-
-
-def __getattr__(name: str) -> Any:
-    # the one-pass entry points pull in the converter: load them on first use only
-    if name in _ONEPASS:
-        from . import onepass
-
-        return getattr(onepass, name)
-    if name == "QuantizationPlan":
-        from .fileplan import QuantizationPlan
-
-        return QuantizationPlan
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,14 +25,14 @@ from typing import Any
 
 import numpy as np
 
-from ..convert.checkpoint import Checkpoint
-from ..convert.config import LLAMA_CPP_KV_FROM_START
-from ..convert.names import TEXT_PREFIX, T, classify, gguf_name
-from ..convert.text import load_checked_config
-from ..errors import CheckpointError, QuantizationError
-from ..validate.runners import import_transformers, load_reference_model
-from ..validate.windows import plan_windows
-from .imatrix import Imatrix, ImatrixEntry
+from gemma3n_gguf.core.checkpoint import Checkpoint
+from gemma3n_gguf.model.config import LLAMA_CPP_KV_FROM_START
+from gemma3n_gguf.model.names import TEXT_PREFIX, T, classify, gguf_name
+from gemma3n_gguf.model.text_gguf import load_checked_config
+from gemma3n_gguf.core.errors import CheckpointError, QuantizationError
+from gemma3n_gguf.reference.runners import import_transformers, load_reference_model
+from gemma3n_gguf.reference.windows import plan_windows
+from gemma3n_gguf.quantize.imatrix import Imatrix, ImatrixEntry
 
 MIN_ROWS = 16  # llama-imatrix ignores matrix multiplications over fewer rows
 # a text-model Linear: model.language_model.layers.N.<path> (or model.layers.N.<path> for Gemma3nForCausalLM)

@@ -21,10 +21,10 @@ import numpy as np
 from gguf import GGMLQuantizationType as T
 from gguf import GGUFReader, GGUFWriter, Keys
 
-from ..atomic import atomic_path
-from ..errors import QuantizationError
-from .plan import TensorInfo
-from .rules import TOKEN_EMBD_NAMES
+from gemma3n_gguf.core.atomic import atomic_path
+from gemma3n_gguf.core.errors import QuantizationError
+from gemma3n_gguf.engine.planner import TensorInfo
+from gemma3n_gguf.engine.rules import TOKEN_EMBD_NAMES
 
 KEY_DATASETS = "imatrix.datasets"
 KEY_CHUNK_COUNT = "imatrix.chunk_count"

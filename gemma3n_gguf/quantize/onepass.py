@@ -17,18 +17,25 @@ from pathlib import Path
 import numpy as np
 from gguf import GGUFWriter
 
-from ..errors import QuantizationError
-from ..gguf_stream import Progress, write_gguf
-from .fileplan import PlannedOutput, QuantizationPlan
-from .ggml import thread_count
-from .imatrix import Imatrix, assign_imatrix, normalize, quantize_metadata, read_imatrix
-from .inputs import ARCH, QuantizeInput, open_input, quantized_sources
-from .kv import install_kv, quantized_kv
-from .pipeline import QuantizePipeline, TensorJob
-from .plan import (PlanOptions, TensorChoice, TensorInfo, check_imatrix_requirement, llama_order_key,
-                   plan_types, unmatched_patterns)
-from .rules import is_kv_shared_kv
-from .schemes import Scheme, get_scheme
+from gemma3n_gguf.core.errors import QuantizationError
+from gemma3n_gguf.core.gguf_write import Progress, write_gguf
+from gemma3n_gguf.engine.fileplan import PlannedOutput, QuantizationPlan
+from gemma3n_gguf.core.ggml import thread_count
+from gemma3n_gguf.quantize.imatrix import Imatrix, assign_imatrix, normalize, quantize_metadata, read_imatrix
+from gemma3n_gguf.engine.inputs import ARCH, QuantizeInput, open_input, quantized_sources
+from gemma3n_gguf.engine.kv import install_kv, quantized_kv
+from gemma3n_gguf.engine.pipeline import QuantizePipeline, TensorJob
+from gemma3n_gguf.engine.planner import (
+    PlanOptions,
+    TensorChoice,
+    TensorInfo,
+    check_imatrix_requirement,
+    llama_order_key,
+    plan_types,
+    unmatched_patterns,
+)
+from gemma3n_gguf.engine.rules import is_kv_shared_kv
+from gemma3n_gguf.engine.schemes import Scheme, get_scheme
 
 
 # a --tensor-type regex for the K/V of llama.cpp's KV-shared layers (20 and up)

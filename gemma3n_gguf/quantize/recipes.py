@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import QuantizationError
-from .plan import PlanOptions, parse_tensor_type_arg
-from .schemes import Scheme, get_scheme
+from gemma3n_gguf.core.errors import QuantizationError
+from gemma3n_gguf.engine.planner import PlanOptions, parse_tensor_type_arg
+from gemma3n_gguf.engine.schemes import Scheme, get_scheme
 
 DEFAULT_SCHEME = "Q4_K_M"
 _TYPE_KEYS = ("token_embedding_type", "ple_type", "output_tensor_type")

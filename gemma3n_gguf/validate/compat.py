@@ -17,9 +17,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..convert.config import TextConfig
-from ..errors import CheckpointError, GGUFFileError, ValidationError
-from ..inspect import field_value, open_gguf
+from gemma3n_gguf.model.config import TextConfig
+from gemma3n_gguf.core.errors import CheckpointError, GGUFFileError, ValidationError
+from gemma3n_gguf.inspection import field_value, open_gguf
 
 ARCHITECTURE = "gemma3n"
 

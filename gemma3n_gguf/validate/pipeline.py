@@ -24,21 +24,26 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import GGUFFileError, ValidationError
-from .compat import GGUFModelInfo, ReferenceInfo, compared_vocab
-from .evaltext import EvalText, load_eval_text
-from .fingerprint import checkpoint_fingerprint
-from .media import media_parity, read_media
-from .metrics import MIN_TOKENS_FOR_STATISTICS
-from .reference_cache import CachedReference, ReferenceCache, reference_key
-from .report import ReferencePass, ValidationReport
-from .runners import TransformersRunner, transformers_settings
-from .scoring import score_candidate
-from .tokens import (
-    SOURCE_GGUF, SOURCE_REFERENCE, TokenizerAgreement, compare_tokenizers, gguf_token_ids,
-    has_tokenizer, reference_token_ids,
+from gemma3n_gguf.core.errors import GGUFFileError, ValidationError
+from gemma3n_gguf.validate.compat import GGUFModelInfo, ReferenceInfo, compared_vocab
+from gemma3n_gguf.reference.evaltext import EvalText, load_eval_text
+from gemma3n_gguf.reference.identity import checkpoint_fingerprint
+from gemma3n_gguf.validate.multimodal.media import media_parity, read_media
+from gemma3n_gguf.validate.metrics.kld import MIN_TOKENS_FOR_STATISTICS
+from gemma3n_gguf.reference.cache import CachedReference, ReferenceCache, reference_key
+from gemma3n_gguf.validate.report import ReferencePass, ValidationReport
+from gemma3n_gguf.reference.runners import TransformersRunner, transformers_settings
+from gemma3n_gguf.validate.metrics.scoring import score_candidate
+from gemma3n_gguf.validate.tokens import (
+    SOURCE_GGUF,
+    SOURCE_REFERENCE,
+    TokenizerAgreement,
+    compare_tokenizers,
+    gguf_token_ids,
+    has_tokenizer,
+    reference_token_ids,
 )
-from .windows import WindowPlan, plan_windows
+from gemma3n_gguf.reference.windows import WindowPlan, plan_windows
 
 PhaseProgress = Callable[[str, int, int], None]
 REFERENCE_PHASE = "reference"

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .media import MediaParity
-from .metrics import KLDStats
-from .stats import jsonable
-from .tokens import TokenizerAgreement
+from gemma3n_gguf.validate.multimodal.media import MediaParity
+from gemma3n_gguf.validate.metrics.kld import KLDStats
+from gemma3n_gguf.core.stats import jsonable
+from gemma3n_gguf.validate.tokens import TokenizerAgreement
 
 
 @dataclass(frozen=True)

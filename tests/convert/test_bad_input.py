@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from cli_helpers import run_cli
-from gemma3n_gguf.convert.checkpoint import Checkpoint
+from gemma3n_gguf.core.checkpoint import Checkpoint
 
 pytestmark = pytest.mark.slow
 

@@ -7,8 +7,8 @@ import struct
 
 import numpy as np
 
-from gemma3n_gguf.convert.checkpoint import bf16_to_f32 as widen_bf16
-from gemma3n_gguf.convert.encode import bf16_words_finite as bf16_finite
+from gemma3n_gguf.core.checkpoint import bf16_to_f32 as widen_bf16
+from gemma3n_gguf.core.encode import bf16_words_finite as bf16_finite
 
 ALL_WORDS = np.arange(1 << 16, dtype=np.uint16)
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from gemma3n_gguf.convert.checkpoint import Checkpoint
-from gemma3n_gguf.errors import CheckpointError
+from gemma3n_gguf.core.checkpoint import Checkpoint
+from gemma3n_gguf.core.errors import CheckpointError
 
 
 def _write(tmp_path, tensors: dict, index: bool = True):

@@ -6,8 +6,8 @@ import copy
 
 import pytest
 
-from gemma3n_gguf.convert.config import TextConfig, llama_cpp_violations
-from gemma3n_gguf.errors import ConfigError
+from gemma3n_gguf.model.config import TextConfig, llama_cpp_violations
+from gemma3n_gguf.core.errors import ConfigError
 from gemma3n_gguf.fixtures.presets import get_preset, text_config
 
 

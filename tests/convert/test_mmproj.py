@@ -9,8 +9,8 @@ import pytest
 from gguf import GGUFReader
 from gguf.quants import dequantize
 
-from gemma3n_gguf.convert.checkpoint import Checkpoint
-from gemma3n_gguf.convert.mmproj_config import ProjectorConfig, VisionConfig, vision_violations
+from gemma3n_gguf.core.checkpoint import Checkpoint
+from gemma3n_gguf.convert.projector.config import ProjectorConfig, VisionConfig, vision_violations
 
 TYPES = ("f32", "f16", "bf16", "q8_0")
 
@@ -188,7 +188,7 @@ def test_checkpoint_with_audio_weights_converts(tiny_mm_checkpoint, tiny_mm_mmpr
 
 @pytest.mark.slow
 def test_audio_settings_are_recorded(tiny_mm_checkpoint, tiny_mm_mmproj):
-    from gemma3n_gguf.convert.mmproj_metadata import read_audio_settings
+    from gemma3n_gguf.convert.projector.metadata import read_audio_settings
 
     reader = GGUFReader(tiny_mm_mmproj("f16").path)
     audio, extractor = read_audio_settings(reader)
@@ -207,7 +207,7 @@ def test_audio_settings_are_recorded(tiny_mm_checkpoint, tiny_mm_mmproj):
 
 @pytest.mark.slow
 def test_values_beyond_f16_get_a_wider_runnable_type(tiny_mm_checkpoint, tmp_path):
-    from gemma3n_gguf.convert.mmproj import convert_mmproj
+    from gemma3n_gguf.convert.projector.convert import convert_mmproj
     from mm_fixtures import linked_copy, scale_tensor
 
     ckpt = linked_copy(tiny_mm_checkpoint, tmp_path / "ckpt")
@@ -224,7 +224,7 @@ def test_values_beyond_f16_get_a_wider_runnable_type(tiny_mm_checkpoint, tmp_pat
 
 @pytest.mark.slow
 def test_inspect_summarises_the_projector(tiny_mm_mmproj):
-    from gemma3n_gguf.inspect import summarize
+    from gemma3n_gguf.inspection import summarize
 
     summary = summarize(tiny_mm_mmproj("q8_0").path)
     projector = summary.projector

@@ -110,7 +110,7 @@ def test_a_failing_text_conversion_leaves_neither_file(tiny_mm_checkpoint, tmp_p
     import shutil
     import struct
 
-    from gemma3n_gguf.convert.checkpoint import Checkpoint
+    from gemma3n_gguf.core.checkpoint import Checkpoint
 
     ckpt = tmp_path / "ckpt"
     shutil.copytree(tiny_mm_checkpoint, ckpt)  # a real copy: its bytes are damaged below

@@ -6,8 +6,8 @@ import pytest
 
 from conftest import llama_logits
 from gemma3n_gguf.convert import convert
-from gemma3n_gguf.validate.bounds import PARITY_BOUNDS
-from gemma3n_gguf.validate.parity import parity_stats
+from gemma3n_gguf.validate.metrics.bounds import PARITY_BOUNDS
+from gemma3n_gguf.validate.metrics.parity import parity_stats
 
 pytestmark = pytest.mark.slow
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from gguf import GGMLQuantizationType as Q
 
-from gemma3n_gguf.convert.checkpoint import Checkpoint
-from gemma3n_gguf.convert.config import TextConfig
-from gemma3n_gguf.convert.names import expected_gguf_names
-from gemma3n_gguf.convert.plan import build_text_plan
-from gemma3n_gguf.convert.sources import Constant, PadRows, Stack
+from gemma3n_gguf.core.checkpoint import Checkpoint
+from gemma3n_gguf.model.config import TextConfig
+from gemma3n_gguf.model.names import expected_gguf_names
+from gemma3n_gguf.model.text_plan import build_text_plan
+from gemma3n_gguf.model.sources import Constant, PadRows, Stack
 
 pytestmark = pytest.mark.slow
 

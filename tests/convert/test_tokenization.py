@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from gguf import GGUFReader
 
-from gemma3n_gguf.convert.vocab import tokenization_corpus
-from gemma3n_gguf.validate.runners import tokenize_with_llama
+from gemma3n_gguf.model.vocab import tokenization_corpus
+from gemma3n_gguf.reference.runners import tokenize_with_llama
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,8 @@ import gguf
 import pytest
 from sentencepiece import sentencepiece_model_pb2
 
-from gemma3n_gguf.convert.vocab import Vocab, read_vocab, tokenization_corpus, write_vocab
-from gemma3n_gguf.errors import CheckpointError
+from gemma3n_gguf.model.vocab import Vocab, read_vocab, tokenization_corpus, write_vocab
+from gemma3n_gguf.core.errors import CheckpointError
 from gemma3n_gguf.fixtures.tokenizer import CHAT_TEMPLATE, write_tokenizer
 
 T = gguf.TokenType

@@ -16,8 +16,8 @@ from pathlib import Path
 import llama_cpp
 from gguf import GGMLQuantizationType as T
 
-from gemma3n_gguf.quantize.plan import TensorInfo
-from gemma3n_gguf.quantize.schemes import Scheme
+from gemma3n_gguf.engine.planner import TensorInfo
+from gemma3n_gguf.engine.schemes import Scheme
 
 from .gemma3n_layout import TextDims
 

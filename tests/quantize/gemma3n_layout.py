@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from gguf import GGMLQuantizationType as T
 
-from gemma3n_gguf.quantize.plan import TensorInfo
+from gemma3n_gguf.engine.planner import TensorInfo
 
 
 @dataclass(frozen=True)

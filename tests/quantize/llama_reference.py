@@ -18,8 +18,8 @@ import llama_cpp
 import numpy as np
 from gguf import GGMLQuantizationType as T
 
-from gemma3n_gguf.quantize.ggml import ggml_library
-from gemma3n_gguf.quantize.schemes import SCHEMES
+from gemma3n_gguf.core.ggml import ggml_library
+from gemma3n_gguf.engine.schemes import SCHEMES
 
 _GGUF_TYPE_F32 = 0  # GGML_TYPE_F32
 

@@ -9,13 +9,12 @@ import pytest
 from gguf import GGMLQuantizationType as T
 from gguf import quants
 
-from gemma3n_gguf.errors import QuantizationError, RuntimeUnavailableError
-from gemma3n_gguf.quantize import ggml
-from gemma3n_gguf.quantize.ggml import (KERNEL_TYPES, fp32_to_bf16, fp32_to_fp16, ggml_library,
-                                        quantize_rows)
-from gemma3n_gguf.quantize.plan import plan_types
-from gemma3n_gguf.quantize.rules import shape_fallback
-from gemma3n_gguf.quantize.schemes import SCHEMES
+from gemma3n_gguf.core.errors import QuantizationError, RuntimeUnavailableError
+from gemma3n_gguf.core import ggml
+from gemma3n_gguf.core.ggml import KERNEL_TYPES, fp32_to_bf16, fp32_to_fp16, ggml_library, quantize_rows
+from gemma3n_gguf.engine.planner import plan_types
+from gemma3n_gguf.engine.rules import shape_fallback
+from gemma3n_gguf.engine.schemes import SCHEMES
 
 from .gemma3n_layout import E2B, text_tensors
 

@@ -9,11 +9,18 @@ import numpy as np
 import pytest
 from gguf import GGUFReader, GGUFWriter
 
-from gemma3n_gguf.errors import QuantizationError
-from gemma3n_gguf.quantize.imatrix import (Imatrix, ImatrixEntry, assign_imatrix, filter_entries,
-                                           normalize, quantize_metadata, read_imatrix,
-                                           write_imatrix_gguf)
-from gemma3n_gguf.quantize.plan import plan_types
+from gemma3n_gguf.core.errors import QuantizationError
+from gemma3n_gguf.quantize.imatrix import (
+    Imatrix,
+    ImatrixEntry,
+    assign_imatrix,
+    filter_entries,
+    normalize,
+    quantize_metadata,
+    read_imatrix,
+    write_imatrix_gguf,
+)
+from gemma3n_gguf.engine.planner import plan_types
 
 from .gemma3n_layout import E2B, TINY, text_tensors
 
@@ -167,7 +174,7 @@ def test_filters_and_output_metadata():
 def test_ggml_gguf_parser_reads_our_file(tmp_path):
     import ctypes
 
-    from gemma3n_gguf.quantize.ggml import ggml_library
+    from gemma3n_gguf.core.ggml import ggml_library
 
     class InitParams(ctypes.Structure):
         _fields_ = [("no_alloc", ctypes.c_bool), ("ctx", ctypes.c_void_p)]

@@ -20,7 +20,7 @@ import pytest
 from gguf import GGMLQuantizationType as T
 
 from gemma3n_gguf.quantize.onepass import plan_quantization, quantize
-from gemma3n_gguf.quantize.plan import PlanOptions
+from gemma3n_gguf.engine.planner import PlanOptions
 
 from .llama_reference import LlamaOptions, llama_quantize
 
@@ -67,7 +67,7 @@ def test_one_pass_with_imatrix_equals_two_steps(tiny256_checkpoint, tiny256_gguf
 @pytest.mark.parametrize("with_imatrix", [False, True])
 def test_q2_k_s_is_refused_by_both(tiny256_checkpoint, tiny256_gguf, tiny256_imatrix, tmp_path, monkeypatch,
                                    with_imatrix):
-    from gemma3n_gguf.errors import QuantizationError
+    from gemma3n_gguf.core.errors import QuantizationError
 
     monkeypatch.chdir(tiny256_imatrix.parent)
     imatrix = tiny256_imatrix.name if with_imatrix else None

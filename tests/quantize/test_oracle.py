@@ -16,13 +16,25 @@ import pytest
 from gguf import GGMLQuantizationType as T
 from gguf import GGUFReader
 
-from gemma3n_gguf.errors import QuantizationError
-from gemma3n_gguf.quantize.ggml import quantize_rows
-from gemma3n_gguf.quantize.imatrix import (Imatrix, ImatrixEntry, assign_imatrix, normalize,
-                                           read_imatrix, write_imatrix_gguf)
-from gemma3n_gguf.quantize.plan import (PlanOptions, TensorChoice, TensorInfo,
-                                        check_imatrix_requirement, llama_order_key, plan_types)
-from gemma3n_gguf.quantize.schemes import SCHEMES
+from gemma3n_gguf.core.errors import QuantizationError
+from gemma3n_gguf.core.ggml import quantize_rows
+from gemma3n_gguf.quantize.imatrix import (
+    Imatrix,
+    ImatrixEntry,
+    assign_imatrix,
+    normalize,
+    read_imatrix,
+    write_imatrix_gguf,
+)
+from gemma3n_gguf.engine.planner import (
+    PlanOptions,
+    TensorChoice,
+    TensorInfo,
+    check_imatrix_requirement,
+    llama_order_key,
+    plan_types,
+)
+from gemma3n_gguf.engine.schemes import SCHEMES
 
 pytestmark = pytest.mark.slow
 

@@ -8,11 +8,11 @@ import time
 import numpy as np
 import pytest
 
-from gemma3n_gguf.errors import QuantizationError
+from gemma3n_gguf.core.errors import QuantizationError
 from gguf import GGMLQuantizationType as T
 
-from gemma3n_gguf.quantize.ggml import quantize_rows
-from gemma3n_gguf.quantize.pipeline import QuantizePipeline, TensorJob
+from gemma3n_gguf.core.ggml import quantize_rows
+from gemma3n_gguf.engine.pipeline import QuantizePipeline, TensorJob
 
 NE0 = 256
 

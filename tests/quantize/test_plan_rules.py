@@ -5,11 +5,17 @@ from __future__ import annotations
 import pytest
 from gguf import GGMLQuantizationType as T
 
-from gemma3n_gguf.errors import QuantizationError
-from gemma3n_gguf.quantize.plan import (PlanOptions, TensorInfo, check_imatrix_requirement,
-                                        llama_order_key, parse_tensor_type_arg, plan_types,
-                                        unmatched_patterns)
-from gemma3n_gguf.quantize.schemes import SCHEMES
+from gemma3n_gguf.core.errors import QuantizationError
+from gemma3n_gguf.engine.planner import (
+    PlanOptions,
+    TensorInfo,
+    check_imatrix_requirement,
+    llama_order_key,
+    parse_tensor_type_arg,
+    plan_types,
+    unmatched_patterns,
+)
+from gemma3n_gguf.engine.schemes import SCHEMES
 
 from .c_selector import c_compute_types
 from .gemma3n_layout import E2B, E4B, TINY, text_tensors

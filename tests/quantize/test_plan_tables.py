@@ -11,8 +11,8 @@ import random
 import pytest
 from gguf import GGMLQuantizationType as T
 
-from gemma3n_gguf.quantize.plan import PlanOptions, TensorChoice, plan_types
-from gemma3n_gguf.quantize.schemes import SCHEMES
+from gemma3n_gguf.engine.planner import PlanOptions, TensorChoice, plan_types
+from gemma3n_gguf.engine.schemes import SCHEMES
 
 from .gemma3n_layout import E2B, E4B, TextDims, text_tensors
 

@@ -12,7 +12,7 @@ import pytest
 
 from cli_helpers import run_cli
 from conftest import llama_logits
-from gemma3n_gguf.convert.checkpoint import Checkpoint
+from gemma3n_gguf.core.checkpoint import Checkpoint
 from gemma3n_gguf.quantize.imatrix import Imatrix, ImatrixEntry, read_imatrix, write_imatrix_gguf
 
 pytestmark = pytest.mark.slow

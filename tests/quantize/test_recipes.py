@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from gguf import GGMLQuantizationType as T
 
-from gemma3n_gguf.errors import QuantizationError
+from gemma3n_gguf.core.errors import QuantizationError
 from gemma3n_gguf.quantize.recipes import load_recipe, resolve_options
 
 DOC = Path(__file__).parents[2] / "docs" / "recipes.md"

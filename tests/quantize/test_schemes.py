@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from gguf import GGMLQuantizationType as T
 
-from gemma3n_gguf.errors import QuantizationError
-from gemma3n_gguf.quantize.schemes import SCHEMES, get_scheme, parse_tensor_type, scheme_for_ftype
+from gemma3n_gguf.core.errors import QuantizationError
+from gemma3n_gguf.engine.schemes import SCHEMES, get_scheme, parse_tensor_type, scheme_for_ftype
 
 # kquants.md §5.3 "ftype ids" and "The default type per ftype" (plus F32=0, F16=1, BF16=32 of llama.h).
 DOC_SCHEMES = {

@@ -23,7 +23,7 @@ COMMITTED_BASELINES = Path(__file__).parent / "baselines"
 @pytest.fixture(scope="module")
 def baseline(tiny_text_quant, tiny_text_checkpoint, shared_reference_cache, tmp_path_factory):
     """A baseline recorded from tiny-text Q8_0 (by the function the CLI calls; capsys is per test)."""
-    from gemma3n_gguf.validate.ci import record_baseline
+    from gemma3n_gguf.validate.gate.ci import record_baseline
 
     path = tmp_path_factory.mktemp("gate") / "baseline.json"
     record_baseline(tiny_text_quant("Q8_0"), tiny_text_checkpoint, path, chunks=PIPELINE_CHUNKS,

@@ -6,8 +6,8 @@ import unicodedata
 
 import pytest
 
-from gemma3n_gguf.errors import ValidationError
-from gemma3n_gguf.validate.evaltext import EvalText, default_eval_text, load_eval_text
+from gemma3n_gguf.core.errors import ValidationError
+from gemma3n_gguf.reference.evaltext import EvalText, default_eval_text, load_eval_text
 
 SCRIPTS = ("LATIN", "CYRILLIC", "GREEK", "ARABIC", "HEBREW", "DEVANAGARI", "HIRAGANA", "CJK", "HANGUL")
 

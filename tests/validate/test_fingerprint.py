@@ -7,8 +7,8 @@ import struct
 
 import pytest
 
-from gemma3n_gguf.errors import CheckpointError
-from gemma3n_gguf.validate.fingerprint import checkpoint_fingerprint
+from gemma3n_gguf.core.errors import CheckpointError
+from gemma3n_gguf.reference.identity import checkpoint_fingerprint
 
 
 def _fake_checkpoint(root, data: bytes, config: dict | None = None) -> None:

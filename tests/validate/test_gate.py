@@ -9,12 +9,18 @@ import numpy as np
 import pytest
 from junitparser import Failure, JUnitXml
 
-from gemma3n_gguf.errors import BaselineError
-from gemma3n_gguf.validate.gate import (
-    CHECKS, FORMAT, VERSION, Protocol, evaluate, load_baseline, write_baseline,
+from gemma3n_gguf.core.errors import BaselineError
+from gemma3n_gguf.validate.gate.baseline import (
+    CHECKS,
+    FORMAT,
+    VERSION,
+    Protocol,
+    evaluate,
+    load_baseline,
+    write_baseline,
 )
-from gemma3n_gguf.validate.gate_reports import junit_xml, markdown_summary, write_junit
-from gemma3n_gguf.validate.metrics import KLDAccumulator
+from gemma3n_gguf.validate.gate.reports import junit_xml, markdown_summary, write_junit
+from gemma3n_gguf.validate.metrics.kld import KLDAccumulator
 from gemma3n_gguf.validate.report import ConfidentTop1, ReferencePass, ValidationReport
 from gemma3n_gguf.validate.tokens import TokenizerAgreement
 

@@ -7,13 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from gemma3n_gguf.errors import ValidationError
-from gemma3n_gguf.validate.metrics import (
-    KLD_PERCENTILES,
-    KLDAccumulator,
-    PerplexityAccumulator,
-    percentile,
-)
+from gemma3n_gguf.core.errors import ValidationError
+from gemma3n_gguf.validate.metrics.kld import KLD_PERCENTILES, KLDAccumulator, PerplexityAccumulator, percentile
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gemma3n_gguf.errors import GGUFFileError, ValidationError
-from gemma3n_gguf.validate.runners import LlamaCppRunner, tokenize_with_llama
+from gemma3n_gguf.core.errors import GGUFFileError, ValidationError
+from gemma3n_gguf.reference.runners import LlamaCppRunner, tokenize_with_llama
 
 from .conftest import BOS_ID
 

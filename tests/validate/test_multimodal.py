@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gemma3n_gguf.validate.mtmd import MtmdSession
-from gemma3n_gguf.validate.multimodal import (
+from gemma3n_gguf.validate.multimodal.mtmd import MtmdSession
+from gemma3n_gguf.validate.multimodal.checks import (
     VisionReference,
     audio_parity,
     audio_round_trip,

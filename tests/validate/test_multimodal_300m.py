@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from gemma3n_gguf.convert import convert
-from gemma3n_gguf.convert.mmproj import convert_mmproj
+from gemma3n_gguf.convert.projector.convert import convert_mmproj
 from gemma3n_gguf.fixtures import make_checkpoint
-from gemma3n_gguf.validate.mtmd import MtmdSession
-from gemma3n_gguf.validate.multimodal import VisionReference, image_embedding_parity
+from gemma3n_gguf.validate.multimodal.mtmd import MtmdSession
+from gemma3n_gguf.validate.multimodal.checks import VisionReference, image_embedding_parity
 
 pytestmark = pytest.mark.slow
 

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from gemma3n_gguf.errors import ValidationError
-from gemma3n_gguf.validate.metrics import parity_stats
+from gemma3n_gguf.core.errors import ValidationError
+from gemma3n_gguf.validate.metrics.kld import parity_stats
 
 
 def test_identical_logits_are_in_perfect_parity():

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from .conftest import PIPELINE_CHUNKS
-from gemma3n_gguf.validate import runners
-from gemma3n_gguf.validate.evaltext import default_eval_text
+from gemma3n_gguf.reference import runners
+from gemma3n_gguf.reference.evaltext import default_eval_text
 from gemma3n_gguf.validate.pipeline import Validator, validate
 
 pytestmark = pytest.mark.slow

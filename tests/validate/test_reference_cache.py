@@ -5,14 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gemma3n_gguf.errors import ValidationError
-from gemma3n_gguf.validate.metrics import ExactReference, KLDAccumulator
-from gemma3n_gguf.validate.reference_cache import (
-    ReferenceCache,
-    quantize_reference,
-    reference_key,
-)
-from gemma3n_gguf.validate.windows import plan_windows
+from gemma3n_gguf.core.errors import ValidationError
+from gemma3n_gguf.validate.metrics.kld import ExactReference, KLDAccumulator
+from gemma3n_gguf.reference.cache import ReferenceCache, quantize_reference, reference_key
+from gemma3n_gguf.reference.windows import plan_windows
 
 N_VOCAB = 300
 N_CTX = 16

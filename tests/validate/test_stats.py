@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from gemma3n_gguf.errors import ValidationError
-from gemma3n_gguf.validate.stats import (
+from gemma3n_gguf.core.errors import ValidationError
+from gemma3n_gguf.core.stats import (
     covariance_of_means,
     mean_and_uncertainty,
     median,

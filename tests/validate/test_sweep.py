@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import run_cli
-from gemma3n_gguf.validate import sweep as sweep_module
+from gemma3n_gguf.validate.sweep import run as sweep_module
 
 from .conftest import PIPELINE_CHUNKS
 

@@ -13,11 +13,11 @@ import json
 import numpy as np
 import pytest
 
-from gemma3n_gguf.validate.fingerprint import checkpoint_fingerprint
-from gemma3n_gguf.validate.metrics import KLDAccumulator, parity_stats
-from gemma3n_gguf.validate.reference_cache import ReferenceCache, reference_key
-from gemma3n_gguf.validate.runners import LlamaCppRunner, TransformersRunner
-from gemma3n_gguf.validate.windows import plan_windows
+from gemma3n_gguf.reference.identity import checkpoint_fingerprint
+from gemma3n_gguf.validate.metrics.kld import KLDAccumulator, parity_stats
+from gemma3n_gguf.reference.cache import ReferenceCache, reference_key
+from gemma3n_gguf.reference.runners import LlamaCppRunner, TransformersRunner
+from gemma3n_gguf.reference.windows import plan_windows
 
 pytestmark = pytest.mark.slow
 

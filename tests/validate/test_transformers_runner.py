@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from gemma3n_gguf.errors import ConfigError
-from gemma3n_gguf.validate.runners import TransformersRunner
+from gemma3n_gguf.core.errors import ConfigError
+from gemma3n_gguf.reference.runners import TransformersRunner
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from cli_helpers import run_cli
-from gemma3n_gguf.validate.multimodal import synthetic_image
+from gemma3n_gguf.validate.multimodal.checks import synthetic_image
 
 pytestmark = pytest.mark.slow
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gemma3n_gguf.errors import ValidationError
-from gemma3n_gguf.validate.windows import plan_windows
+from gemma3n_gguf.core.errors import ValidationError
+from gemma3n_gguf.reference.windows import plan_windows
 
 BOS = 2
 

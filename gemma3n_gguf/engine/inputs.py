@@ -1,0 +1,190 @@
+"""What a quantization reads: a Hugging Face checkpoint, or an F32/F16/BF16 GGUF.
+
+Both look like the file llama-quantize would be given. A checkpoint appears as the F32 GGUF our
+converter writes (same tensors, shapes, key-values), but it is never written: its rows are read
+from the safetensors on demand. Rows are addressed along a tensor's first numpy axis ("units":
+a row of a matrix, or a whole matrix of the stacked 3-D AltUp projections).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from gguf import GGUFReader
+from gguf import GGMLQuantizationType as T
+
+from gemma3n_gguf.core.checkpoint import Checkpoint, bf16_to_f32
+from gemma3n_gguf.model.metadata import model_name
+from gemma3n_gguf.model.text_plan import PlannedTensor, build_text_plan
+from gemma3n_gguf.model.text_gguf import (
+    checked_bf16_words,
+    encoded_rows,
+    is_bf16_copy,
+    load_checked_config,
+    text_metadata,
+)
+from gemma3n_gguf.core.errors import GGUFFileError, QuantizationError
+from gemma3n_gguf.core.ggml import ggml_library
+from gemma3n_gguf.engine.kv import KVs, check_copyable, collect_kv, read_gguf_kv
+from gemma3n_gguf.engine.planner import TensorInfo
+from gemma3n_gguf.engine.schemes import FLOAT_TYPES
+
+ARCH = "gemma3n"
+
+
+class QuantizeInput(Protocol):
+    """A model to quantize, seen as llama-quantize sees its input file."""
+
+    label: str  # for messages
+    tensors: list[TensorInfo]  # input order; shapes in ggml order
+    warnings: list[str]
+
+    def kv(self) -> KVs:
+        """The input file's key-values, in order."""
+
+    def units(self, name: str) -> tuple[int, int]:
+        """(number of units along the first numpy axis, values per unit)."""
+
+    def values(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Units ``[start, stop)`` as float32 rows of ne0 values (dequantized if need be)."""
+
+    def stored(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Units ``[start, stop)`` as the bytes the input file stores (for tensors kept as they are)."""
+
+    def default_output(self, scheme: str) -> Path: ...
+
+
+def _ggml_shape(numpy_shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(reversed(numpy_shape))
+
+
+# -- a checkpoint, as the F32 GGUF our converter would write --------------------------------------
+
+INTERMEDIATE_TYPES = ("f32", "f16", "bf16")
+
+
+class CheckpointInput:
+    """A Gemma 3n checkpoint read through the converter's tensor plan for ``intermediate``: it
+    stands for the file ``convert --outtype <intermediate>`` would write (F32 by default)."""
+
+    def __init__(self, directory: str | os.PathLike[str], *, intermediate: str = "f32", force: bool = False,
+                 exact_mm_tokens: bool = False):
+        if intermediate not in INTERMEDIATE_TYPES:
+            raise QuantizationError(f"--intermediate must be one of {', '.join(INTERMEDIATE_TYPES)}, "
+                                    f"not {intermediate!r}")
+        self.intermediate = intermediate
+        self.ckpt = Checkpoint(directory)
+        self.config, self.warnings = load_checked_config(self.ckpt, force)
+        plan = build_text_plan(self.ckpt, self.config, intermediate, exact_mm_tokens=exact_mm_tokens)
+        self.plan = plan
+        self._planned: dict[str, PlannedTensor] = {t.name: t for t in plan.tensors}
+        self.tensors = [TensorInfo(t.name, _ggml_shape(t.shape), t.qtype) for t in plan.tensors]
+        self.name = model_name(self.ckpt.directory, self.ckpt.config)
+        self.label = str(self.ckpt.directory)
+
+    def kv(self) -> KVs:
+        """What ``convert --outtype <intermediate>`` writes, computed by the converter itself."""
+        return collect_kv(text_metadata(self.ckpt, self.config, self.plan, self.intermediate), ARCH)
+
+    def units(self, name: str) -> tuple[int, int]:
+        shape = self._planned[name].shape
+        return shape[0], int(np.prod(shape[1:], dtype=np.int64))
+
+    def values(self, name: str, start: int, stop: int) -> np.ndarray:
+        t = self._planned[name]
+        if t.qtype == T.F32 and is_bf16_copy(self.ckpt, t):
+            rows = bf16_to_f32(checked_bf16_words(self.ckpt, t, start, stop))  # exact, half the work
+        else:
+            encoded = encoded_rows(self.ckpt, t, start, stop)
+            rows = encoded if t.qtype == T.F32 else (
+                bf16_to_f32(encoded) if t.qtype == T.BF16 else encoded.astype(np.float32))
+        return rows.reshape(-1, t.shape[-1])
+
+    def stored(self, name: str, start: int, stop: int) -> np.ndarray:
+        return np.ascontiguousarray(encoded_rows(self.ckpt, self._planned[name], start, stop)).view(np.uint8)
+
+    def default_output(self, scheme: str) -> Path:
+        return self.ckpt.directory / f"{self.name}-{scheme.upper()}.gguf"
+
+
+# -- a GGUF file (requantizing) -------------------------------------------------------------------
+
+class GGUFInput:
+    """A gemma3n GGUF file; quantized tensors are dequantized with ggml's own routines."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        self.label = str(self.path)
+        self.warnings: list[str] = []
+        try:
+            self.reader = GGUFReader(self.path)
+        except (ValueError, OSError) as exc:
+            raise GGUFFileError(f"{self.path} is not a readable GGUF file: {exc}") from exc
+        self._kv = read_gguf_kv(self.reader)
+        arch = self._kv.get("general.architecture")
+        arch_name = bytes(arch.value).decode(errors="replace") if arch is not None else None
+        if arch_name != ARCH:
+            raise QuantizationError(f"{self.path} is a {arch_name or 'non-model'} GGUF; "
+                                    f"only {ARCH} models can be quantized with this tool")
+        check_copyable(self._kv, str(self.path))
+        self._tensors = {t.name: t for t in self.reader.tensors}
+        self.tensors = [TensorInfo(t.name, tuple(int(n) for n in t.shape), T(t.tensor_type))
+                        for t in self.reader.tensors]
+
+    def kv(self) -> KVs:
+        return dict(self._kv)
+
+    def units(self, name: str) -> tuple[int, int]:
+        t = self._tensors[name]
+        n_units = int(t.shape[-1]) if len(t.shape) > 1 else 1
+        return n_units, int(t.n_elements) // n_units
+
+    def values(self, name: str, start: int, stop: int) -> np.ndarray:
+        t = self._tensors[name]
+        qtype, ne0 = T(t.tensor_type), int(t.shape[0])
+        data = self._unit_slice(t, start, stop)
+        if qtype == T.F32:
+            return np.array(data, dtype=np.float32).reshape(-1, ne0)
+        if qtype == T.F16:
+            return data.astype(np.float32).reshape(-1, ne0)
+        if qtype == T.BF16:
+            return bf16_to_f32(np.ascontiguousarray(data).view(np.uint16)).reshape(-1, ne0)
+        return ggml_library().dequantize(qtype, np.ascontiguousarray(data).reshape(-1), ne0)
+
+    def stored(self, name: str, start: int, stop: int) -> np.ndarray:
+        t = self._tensors[name]
+        return np.ascontiguousarray(self._unit_slice(t, start, stop)).view(np.uint8)
+
+    def _unit_slice(self, t, start: int, stop: int) -> np.ndarray:
+        return t.data[start:stop] if len(t.shape) > 1 else t.data
+
+    def default_output(self, scheme: str) -> Path:
+        stem = re.sub(r"-(F32|F16|BF16|Q8_0)$", "", self.path.stem, flags=re.IGNORECASE)
+        return self.path.with_name(f"{stem}-{scheme.upper()}.gguf")
+
+
+def open_input(source: str | os.PathLike[str], *, intermediate: str = "f32", force: bool = False,
+               exact_mm_tokens: bool = False) -> QuantizeInput:
+    """A checkpoint directory or a GGUF file, by what ``source`` is."""
+    path = Path(source)
+    if path.is_dir():
+        return CheckpointInput(path, intermediate=intermediate, force=force, exact_mm_tokens=exact_mm_tokens)
+    if not path.exists():
+        raise QuantizationError(f"{path} does not exist: give a checkpoint directory or a GGUF file")
+    with path.open("rb") as f:
+        magic = f.read(4)
+    if magic != b"GGUF":
+        raise QuantizationError(f"{path} is neither a checkpoint directory nor a GGUF file")
+    if force or exact_mm_tokens or intermediate != "f32":
+        raise QuantizationError("--intermediate, --force and --exact-mm-tokens apply to checkpoints, not to GGUF inputs")
+    return GGUFInput(path)
+
+
+def quantized_sources(tensors: list[TensorInfo], converted: Callable[[TensorInfo], bool]) -> list[TensorInfo]:
+    """The tensors that would be re-typed from an already quantized type."""
+    return [t for t in tensors if converted(t) and t.source_type not in FLOAT_TYPES]

@@ -1,0 +1,143 @@
+"""Reading, quantizing and writing at the same time, in bounded memory.
+
+A reader thread walks the tensors in output order and cuts each into pieces of whole rows
+(a few MiB of float32). Every piece to quantize goes to a pool of kernel threads as soon as it
+is read; pieces kept as they are complete at once. The futures travel, in order, through a
+bounded queue to the writer (the caller), which waits for each piece in turn and writes it.
+So the kernels never wait for a tensor boundary, the reader runs at most ``depth`` pieces ahead,
+and memory stays at ``depth`` pieces whatever the size of the model (the 2-billion-value PLE
+table included).
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from gguf import GGML_QUANT_SIZES
+from gguf import GGMLQuantizationType as T
+
+from gemma3n_gguf.core.errors import Gemma3nGGUFError, QuantizationError
+from gemma3n_gguf.core.ggml import MIN_CHUNK_VALUES, quantize_rows
+from gemma3n_gguf.engine.inputs import QuantizeInput
+
+PIECE_BYTES = 4 << 20  # float32 bytes per piece: ~0.1 s of a k-quant kernel, ~1% of a queue's worth
+_POLL_SECONDS = 0.1
+
+
+@dataclass(frozen=True)
+class TensorJob:
+    """One output tensor: what the writer needs (name, shape, qtype, nbytes) and how to make it."""
+
+    name: str
+    shape: tuple[int, ...]  # numpy order, as written (see fileplan.PlannedOutput.written_shape)
+    qtype: T
+    convert: bool  # False: the input's bytes are copied
+    imatrix: np.ndarray | None = None
+
+    @property
+    def nbytes(self) -> int:
+        block, size = GGML_QUANT_SIZES[self.qtype]
+        return int(np.prod(self.shape, dtype=np.int64)) // block * size
+
+
+class _End:
+    """Marks the end of one tensor's pieces."""
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: BaseException
+
+
+def _done(value: np.ndarray) -> Future:
+    future: Future = Future()
+    future.set_result(value)
+    return future
+
+
+class QuantizePipeline:
+    """Use as a context manager; call :meth:`pieces` for each job, in job order."""
+
+    def __init__(self, source: QuantizeInput, jobs: Sequence[TensorJob], threads: int,
+                 piece_bytes: int = PIECE_BYTES, depth: int | None = None):
+        self.source = source
+        self.jobs = list(jobs)
+        self.threads = threads
+        self.piece_bytes = piece_bytes
+        self._queue: queue.Queue = queue.Queue(maxsize=depth or 4 * threads + 2)
+        self._stop = threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gemma3n-quantize")
+        self._reader = threading.Thread(target=self._read_all, name="gemma3n-read", daemon=True)
+
+    def __enter__(self) -> QuantizePipeline:
+        self._reader.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        while self._reader.is_alive():  # unblock a reader waiting for queue space
+            self._drain()
+            self._reader.join(timeout=_POLL_SECONDS)
+        self._drain()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def pieces(self, job: TensorJob) -> Iterator[np.ndarray]:
+        """The output bytes of ``job``, piece by piece."""
+        while True:
+            item = self._queue.get()
+            if isinstance(item, _End):
+                return
+            if isinstance(item, _Failed):
+                if isinstance(item.error, (Gemma3nGGUFError, KeyboardInterrupt)):
+                    raise item.error
+                raise QuantizationError(f"reading {job.name} failed: {item.error}") from item.error
+            yield item.result()
+
+    # -- the reader thread ----------------------------------------------------------------------
+
+    def _read_all(self) -> None:
+        try:
+            for job in self.jobs:
+                for start, stop in self._spans(job):
+                    if self._stop.is_set():
+                        return
+                    self._put(self._piece(job, start, stop))
+                self._put(_End())
+        except BaseException as exc:  # handed to the writer, which raises it
+            self._put(_Failed(exc))
+
+    def _piece(self, job: TensorJob, start: int, stop: int) -> Future:
+        if not job.convert:
+            return _done(self.source.stored(job.name, start, stop))
+        rows = self.source.values(job.name, start, stop)
+        return self._pool.submit(quantize_rows, rows, job.qtype, job.imatrix, 1)
+
+    def _spans(self, job: TensorJob) -> Iterator[tuple[int, int]]:
+        n_units, unit_values = self.source.units(job.name)
+        # whole rows, at least ggml's minimum chunk, about piece_bytes of float32
+        step = max(1, math.ceil(MIN_CHUNK_VALUES / max(1, unit_values)), self.piece_bytes // (4 * max(1, unit_values)))
+        for start in range(0, n_units, step):
+            yield start, min(n_units, start + step)
+
+    def _put(self, item: object) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=_POLL_SECONDS)
+                return
+            except queue.Full:
+                continue
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, Future):
+                item.cancel()

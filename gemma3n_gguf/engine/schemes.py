@@ -1,0 +1,93 @@
+"""Quantization schemes: llama-quantize's presets as one table.
+
+A scheme is what llama.cpp calls a file type (``llama_ftype``): the number written to
+``general.file_type`` plus the default tensor type that the per-tensor rules of
+:mod:`.rules` start from. Names and aliases follow ``tools/quantize/quantize.cpp``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from gguf import GGMLQuantizationType as T
+from gguf import LlamaFileType as F
+
+from gemma3n_gguf.core.errors import QuantizationError
+from gemma3n_gguf.core.ggml import FLOAT_TYPES
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """One preset: its CLI name, its llama_ftype and the tensor type its rules start from."""
+
+    name: str
+    ftype: F
+    default_type: T
+
+    @property
+    def is_quantized(self) -> bool:
+        """False for F32/F16/BF16, whose files get no per-tensor mixing rules."""
+        return self.default_type not in FLOAT_TYPES
+
+
+
+_TABLE: tuple[Scheme, ...] = (
+    Scheme("F32", F.ALL_F32, T.F32),
+    Scheme("F16", F.MOSTLY_F16, T.F16),
+    Scheme("BF16", F.MOSTLY_BF16, T.BF16),
+    Scheme("Q8_0", F.MOSTLY_Q8_0, T.Q8_0),
+    Scheme("Q4_0", F.MOSTLY_Q4_0, T.Q4_0),
+    Scheme("Q4_1", F.MOSTLY_Q4_1, T.Q4_1),
+    Scheme("Q5_0", F.MOSTLY_Q5_0, T.Q5_0),
+    Scheme("Q5_1", F.MOSTLY_Q5_1, T.Q5_1),
+    Scheme("Q2_K", F.MOSTLY_Q2_K, T.Q2_K),
+    Scheme("Q2_K_S", F.MOSTLY_Q2_K_S, T.Q2_K),
+    Scheme("Q3_K_S", F.MOSTLY_Q3_K_S, T.Q3_K),
+    Scheme("Q3_K_M", F.MOSTLY_Q3_K_M, T.Q3_K),
+    Scheme("Q3_K_L", F.MOSTLY_Q3_K_L, T.Q3_K),
+    Scheme("Q4_K_S", F.MOSTLY_Q4_K_S, T.Q4_K),
+    Scheme("Q4_K_M", F.MOSTLY_Q4_K_M, T.Q4_K),
+    Scheme("Q5_K_S", F.MOSTLY_Q5_K_S, T.Q5_K),
+    Scheme("Q5_K_M", F.MOSTLY_Q5_K_M, T.Q5_K),
+    Scheme("Q6_K", F.MOSTLY_Q6_K, T.Q6_K),
+    Scheme("IQ4_NL", F.MOSTLY_IQ4_NL, T.IQ4_NL),
+    Scheme("IQ4_XS", F.MOSTLY_IQ4_XS, T.IQ4_XS),
+)
+
+SCHEMES: Mapping[str, Scheme] = MappingProxyType({s.name: s for s in _TABLE})
+
+# llama-quantize's CLI accepts these short names for the _M variants.
+ALIASES: Mapping[str, str] = MappingProxyType({"Q3_K": "Q3_K_M", "Q4_K": "Q4_K_M", "Q5_K": "Q5_K_M"})
+
+
+def get_scheme(name: str | Scheme) -> Scheme:
+    """Look a scheme up by name (case-insensitive, aliases allowed)."""
+    if isinstance(name, Scheme):
+        return name
+    key = name.strip().upper()
+    key = ALIASES.get(key, key)
+    try:
+        return SCHEMES[key]
+    except KeyError:
+        choices = ", ".join(SCHEMES)
+        raise QuantizationError(f"unknown scheme {name!r}; choose one of: {choices}") from None
+
+
+def scheme_for_ftype(ftype: int) -> Scheme:
+    """The scheme whose ``general.file_type`` number is ``ftype``."""
+    for scheme in _TABLE:
+        if scheme.ftype == ftype:
+            return scheme
+    raise QuantizationError(f"file type {ftype} is not one of the supported schemes")
+
+
+def parse_tensor_type(name: str | T) -> T:
+    """A ggml tensor type from its name (``q6_k``, ``Q8_0``, ``bf16``), case-insensitive."""
+    if isinstance(name, T):
+        return name
+    try:
+        return T[name.strip().upper()]
+    except KeyError:
+        raise QuantizationError(f"unknown tensor type {name!r} (examples: Q8_0, Q6_K, F16)") from None

@@ -1,0 +1,155 @@
+"""Summarise a GGUF file: architecture, key metadata, tensor types and sizes by group."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from gguf import GGUFReader, GGUFValueType
+
+from gemma3n_gguf.core.errors import GGUFFileError
+
+# First matching prefix names the group a tensor's bytes are counted in.
+GROUPS: tuple[tuple[str, str], ...] = (
+    ("per_layer_", "PLE"),
+    ("token_embd", "embeddings"),
+    ("output.", "embeddings"),
+    ("output_norm", "layers"),
+    ("blk.", "layers"),
+    ("altup_", "altup"),
+    ("v.", "vision"),
+    ("a.", "audio"),
+    ("mm.", "projector"),
+)
+
+TEXT_KEYS = (
+    "block_count", "embedding_length", "feed_forward_length", "context_length", "attention.head_count",
+    "attention.head_count_kv", "attention.key_length", "attention.sliding_window", "rope.freq_base",
+    "rope.freq_base_swa", "attention.shared_kv_layers",
+)
+
+
+@dataclass
+class GroupSize:
+    tensors: int = 0
+    elements: int = 0
+    bytes: int = 0
+
+    @property
+    def bits_per_weight(self) -> float:
+        return 8 * self.bytes / self.elements if self.elements else 0.0
+
+
+@dataclass
+class GGUFSummary:
+    path: str
+    architecture: str
+    file_bytes: int
+    metadata: dict
+    tensor_types: dict[str, int]
+    groups: dict[str, GroupSize]
+    total: GroupSize
+    projector: dict | None = None
+    tokenizer: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        for g in [*data["groups"].values(), data["total"]]:
+            g["bits_per_weight"] = round(8 * g["bytes"] / g["elements"], 4) if g["elements"] else 0.0
+        return _json_safe(data)
+
+
+def open_gguf(path: str | os.PathLike[str]) -> GGUFReader:
+    p = Path(path)
+    if not p.is_file():
+        raise GGUFFileError(f"{p} does not exist")
+    try:
+        return GGUFReader(p)
+    except Exception as exc:  # gguf-py raises ValueError, struct.error, ... on bad bytes
+        raise GGUFFileError(f"{p} is not a readable GGUF file: {exc}") from exc
+
+
+def field_value(reader: GGUFReader, key: str):
+    f = reader.fields.get(key)
+    if f is None:
+        return None
+    if f.types and f.types[0] == GGUFValueType.ARRAY:
+        if len(f.types) > 1 and f.types[1] == GGUFValueType.STRING:
+            return f"[{len(f.data)} strings]"
+        return [f.parts[i].tolist()[0] for i in f.data]
+    if f.types and f.types[0] == GGUFValueType.STRING:
+        return bytes(f.parts[f.data[0]]).decode("utf-8", errors="replace")
+    return f.parts[f.data[0]].tolist()[0]
+
+
+def group_of(name: str) -> str:
+    return next((group for prefix, group in GROUPS if name.startswith(prefix)), "other")
+
+
+def summarize(path: str | os.PathLike[str]) -> GGUFSummary:
+    reader = open_gguf(path)
+    arch = field_value(reader, "general.architecture") or "unknown"
+    groups: dict[str, GroupSize] = defaultdict(GroupSize)
+    types: Counter[str] = Counter()
+    total = GroupSize()
+    for t in reader.tensors:
+        g = groups[group_of(t.name)]
+        for acc in (g, total):
+            acc.tensors += 1
+            acc.elements += int(t.n_elements)
+            acc.bytes += int(t.n_bytes)
+        types[t.tensor_type.name] += 1
+    metadata = {k: field_value(reader, k) for k in reader.fields if k.startswith("general.")}
+    metadata |= {f"{arch}.{k}": field_value(reader, f"{arch}.{k}") for k in TEXT_KEYS if f"{arch}.{k}" in reader.fields}
+    tokenizer = {}
+    if "tokenizer.ggml.tokens" in reader.fields:
+        tokenizer = {"model": field_value(reader, "tokenizer.ggml.model"),
+                     "tokens": len(reader.fields["tokenizer.ggml.tokens"].data),
+                     "chat_template": "tokenizer.chat_template" in reader.fields}
+    projector = None
+    if arch == "clip":
+        projector = projector_summary(reader)
+    return GGUFSummary(str(path), arch, Path(path).stat().st_size, metadata, dict(types), dict(groups), total,
+                       projector, tokenizer)
+
+
+def projector_summary(reader: GGUFReader) -> dict:
+    """Modalities, MobileNet-V5 blocks per stage, tokens per image and tensor types."""
+    stages: Counter[int] = Counter()
+    seen = set()
+    types: dict[str, Counter[str]] = defaultdict(Counter)
+    for t in reader.tensors:
+        parts = t.name.split(".")
+        if t.name.startswith("v.blk.") and (parts[2], parts[3]) not in seen:
+            seen.add((parts[2], parts[3]))
+            stages[int(parts[2])] += 1
+        modality = "audio" if t.name.startswith(("a.", "mm.a.")) else "vision"
+        types[modality][t.tensor_type.name] += 1
+    image_size = field_value(reader, "clip.vision.image_size")
+    patch = field_value(reader, "clip.vision.patch_size")
+    vision = bool(field_value(reader, "clip.has_vision_encoder"))
+    audio = bool(field_value(reader, "clip.has_audio_encoder"))
+    return {
+        "modalities": [m for m, present in (("vision", vision), ("audio", audio)) if present],
+        "vision": vision,
+        "audio": audio,
+        "vision_projector": field_value(reader, "clip.vision.projector_type"),
+        "audio_projector": field_value(reader, "clip.audio.projector_type"),
+        "blocks_per_stage": [stages[s] for s in sorted(stages)],
+        "image_size": image_size,
+        "tokens_per_image": image_size // patch if image_size and patch else None,
+        "types": {m: dict(sorted(c.items())) for m, c in types.items()},
+    }
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
