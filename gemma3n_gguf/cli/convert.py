@@ -1,0 +1,108 @@
+"""The conversion commands: ``convert`` (checkpoint -> text and projector GGUF) and ``inspect``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from gemma3n_gguf.cli.console import console, err_console, byte_progress, human_bytes, key_value_table, print_json
+from gemma3n_gguf.cli.options import CheckpointArg, ExactMmTokensOpt, GGUFArg, JsonOpt
+
+MmprojTypeOpt = Annotated[str, typer.Option(
+    "--mmproj-type",
+    help="Projector type: f32, f16, bf16 or q8_0. Tensors llama.cpp cannot run in it are written in one it "
+         "can (depthwise kernels F16 or BF16, convs F32 or F16, input projections F16); the warnings say which.")]
+def convert(
+    checkpoint: CheckpointArg,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Output .gguf path (the projector's with --mmproj-only).")] = None,
+    outtype: Annotated[str, typer.Option(help="f32, f16, bf16 or q8_0.")] = "f16",
+    force: Annotated[bool, typer.Option(help="Write even if llama.cpp would run this config wrongly.")] = False,
+    mmproj: Annotated[bool, typer.Option("--mmproj", help="Also write the projector GGUF (vision + audio) beside the text GGUF, as mmproj-<model>-<TYPE>.gguf.")] = False,
+    mmproj_only: Annotated[bool, typer.Option("--mmproj-only", help="Write only the projector GGUF.")] = False,
+    mmproj_type: MmprojTypeOpt = "f16",
+    exact_mm_tokens: ExactMmTokensOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Convert a Gemma 3n checkpoint into a text GGUF file and, with --mmproj, its projector GGUF."""
+    from gemma3n_gguf.convert import convert as run_convert
+    from gemma3n_gguf.convert.projector.convert import convert_mmproj, convert_text_and_mmproj
+    from gemma3n_gguf.core.errors import ConfigError
+
+    if mmproj_only and exact_mm_tokens is not None:
+        raise ConfigError("--exact-mm-tokens changes the text GGUF, which --mmproj-only does not write; "
+                          "pass it to the text conversion")
+    exact = mmproj if exact_mm_tokens is None else exact_mm_tokens
+    with byte_progress("converting", enabled=not json_out) as progress:
+        if mmproj_only:
+            text, projector = None, convert_mmproj(checkpoint, output, mmproj_type=mmproj_type, on_progress=progress)
+        elif mmproj:
+            text, projector = convert_text_and_mmproj(checkpoint, output, outtype=outtype, mmproj_type=mmproj_type,
+                                                      force=force, exact_mm_tokens=exact, on_progress=progress)
+        else:
+            text, projector = run_convert(checkpoint, output, outtype=outtype, force=force,
+                                          exact_mm_tokens=exact, on_progress=progress), None
+    summary = (_text_summary(text, exact) if text else {}) | ({"mmproj": _mmproj_summary(projector)} if projector else {})
+    for warning in summary.get("warnings", []) + summary.get("mmproj", {}).get("warnings", []):
+        err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
+    if json_out:
+        print_json(summary)
+        return
+    if text:
+        _print_text_result(text)
+    if projector:
+        _print_mmproj_result(projector)
+
+
+def _text_summary(result, exact_mm_tokens: bool) -> dict:
+    return {"output": str(result.path), "tensors": result.n_tensors, "bytes": result.plan.nbytes,
+            "synthesised": result.plan.synthesised, "exact_mm_tokens": exact_mm_tokens, "warnings": result.warnings}
+
+
+def _mmproj_summary(result) -> dict:
+    return {"output": str(result.path), "tensors": result.n_tensors, "bytes": result.plan.nbytes,
+            "modalities": result.modalities, "blocks_per_stage": result.plan.blocks_per_stage,
+            "warnings": result.warnings}
+
+
+def _print_text_result(result) -> None:
+    console.print(f"[green]wrote[/green] {result.path} ({result.n_tensors} tensors, {human_bytes(result.plan.nbytes)})")
+    if result.plan.synthesised:
+        console.print(f"  synthesised {len(result.plan.synthesised)} K/V tensors of KV-shared layers "
+                      "(absent from transformers-5 checkpoints; never read by llama.cpp)")
+
+
+def _print_mmproj_result(result) -> None:
+    console.print(f"[green]wrote[/green] {result.path} ({result.n_tensors} tensors, {human_bytes(result.plan.nbytes)}, "
+                  f"{' + '.join(result.modalities)}; MobileNet-V5 blocks per stage {result.plan.blocks_per_stage})")
+    if result.plan.has_audio:
+        console.print("  audio is stored for other runtimes: llama.cpp has no Gemma 3n audio graph")
+
+
+def inspect(path: GGUFArg, json_out: JsonOpt = False) -> None:
+    """Summarise a GGUF file: architecture, metadata, tensor types, sizes by group."""
+    from gemma3n_gguf.inspection import summarize
+
+    summary = summarize(path)
+    if json_out:
+        print_json(summary.to_dict())
+        return
+    console.print(key_value_table(f"{path.name} ({summary.architecture}, {human_bytes(summary.file_bytes)})",
+                                  {k: _short(v) for k, v in summary.metadata.items()}))
+    table = Table("group", "tensors", "parameters", "size", "bits/weight", title="tensors by group", title_justify="left")
+    for name, g in sorted(summary.groups.items(), key=lambda kv: -kv[1].bytes):
+        table.add_row(name, str(g.tensors), f"{g.elements:,}", human_bytes(g.bytes), f"{g.bits_per_weight:.2f}")
+    t = summary.total
+    table.add_row("[bold]total", str(t.tensors), f"{t.elements:,}", human_bytes(t.bytes), f"{t.bits_per_weight:.2f}")
+    console.print(table)
+    console.print("types: " + ", ".join(f"{k} x{v}" for k, v in sorted(summary.tensor_types.items())))
+    if summary.projector:
+        console.print(key_value_table("projector", summary.projector))
+
+
+def _short(value) -> str:
+    text = str(value)
+    return text if len(text) <= 100 else text[:97] + "..."
