@@ -9,47 +9,18 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 
 from gemma3n_gguf.core.errors import CheckpointError
+from gemma3n_gguf.core.safetensors import RAW_DTYPES, TensorRef, read_shard_header
+
+__all__ = ["Checkpoint", "TensorRef", "bf16_to_f32", "raw_to_f32", "read_json_object"]
 
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
-
-# safetensors dtype tag -> (numpy dtype used to hold the raw bytes, bytes per element)
-_RAW_DTYPES: dict[str, np.dtype] = {
-    "F32": np.dtype("<f4"),
-    "F16": np.dtype("<f2"),
-    "BF16": np.dtype("<u2"),  # numpy has no bfloat16: kept as raw 16-bit words
-    "F64": np.dtype("<f8"),
-    "I64": np.dtype("<i8"),
-    "I32": np.dtype("<i4"),
-    "I8": np.dtype("i1"),
-    "U8": np.dtype("u1"),
-    "BOOL": np.dtype("?"),
-}
-
-
-@dataclass(frozen=True)
-class TensorRef:
-    """Where one tensor's bytes live inside a shard."""
-
-    name: str
-    dtype: str  # safetensors tag: F32, F16, BF16, ...
-    shape: tuple[int, ...]
-    file: Path
-    offset: int  # absolute byte offset of the data in ``file``
-    nbytes: int
-
-    @property
-    def row_nbytes(self) -> int:
-        rows = self.shape[0] if self.shape else 1
-        return self.nbytes // rows if rows else 0
 
 
 def bf16_to_f32(words: np.ndarray) -> np.ndarray:
@@ -73,7 +44,10 @@ class Checkpoint:
         self.config = self._read_config()
         self.tensors: dict[str, TensorRef] = {}
         for shard in self._shard_files():
-            for ref in _read_header(shard):
+            for ref in read_shard_header(shard).tensors:
+                if ref.name in self.tensors:
+                    raise CheckpointError(f"tensor {ref.name} is stored twice ({self.tensors[ref.name].file.name} "
+                                          f"and {shard.name}): the checkpoint is inconsistent")
                 self.tensors[ref.name] = ref
         self._check_index_agrees()
 
@@ -87,7 +61,7 @@ class Checkpoint:
     def _shard_files(self) -> list[Path]:
         index = self.directory / INDEX_FILE
         if index.is_file():
-            self._index = read_json_object(index).get("weight_map", {})
+            self._index = _read_weight_map(index)
             names = sorted(set(self._index.values()))
             missing = [n for n in names if not (self.directory / n).is_file()]
             if missing:
@@ -108,7 +82,8 @@ class Checkpoint:
     def _check_index_agrees(self) -> None:
         if not self._index:
             return
-        absent = sorted(set(self._index) - set(self.tensors))
+        absent = sorted(name for name, shard in self._index.items()
+                        if name not in self.tensors or self.tensors[name].file.name != PurePosixPath(shard).name)
         if absent:
             raise CheckpointError(
                 f"{len(absent)} tensor(s) listed in {INDEX_FILE} are not in their shard, "
@@ -130,7 +105,7 @@ class Checkpoint:
         ref = self.ref(name)
         rows = ref.shape[0] if ref.shape else 1
         stop_row = rows if stop_row is None else min(stop_row, rows)
-        raw_dtype = _RAW_DTYPES[ref.dtype]
+        raw_dtype = RAW_DTYPES[ref.dtype]
         row_bytes = ref.row_nbytes
         count = (stop_row - start_row) * row_bytes
         with open(ref.file, "rb") as f:
@@ -163,31 +138,23 @@ def read_json_object(path: Path) -> dict:
     return data
 
 
-def _read_header(path: Path) -> list[TensorRef]:
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) != 8:
-            raise CheckpointError(f"{path.name} is not a safetensors file (empty or truncated)")
-        (header_len,) = struct.unpack("<Q", head)
-        if header_len > size - 8:
-            raise CheckpointError(f"{path.name} is truncated or not a safetensors file")
-        try:
-            header = json.loads(f.read(header_len))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise CheckpointError(f"{path.name} has a corrupt safetensors header: {exc}") from exc
-    data_start = 8 + header_len
-    refs = []
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        begin, end = info["data_offsets"]
-        if data_start + end > size:
-            raise CheckpointError(
-                f"{path.name} is truncated: tensor {name} ends at byte {data_start + end} "
-                f"but the file has {size} bytes; re-download this shard"
-            )
-        if info["dtype"] not in _RAW_DTYPES:
-            raise CheckpointError(f"tensor {name} in {path.name} has unsupported dtype {info['dtype']}")
-        refs.append(TensorRef(name, info["dtype"], tuple(info["shape"]), path, data_start + begin, end - begin))
-    return refs
+def _read_weight_map(index: Path) -> dict[str, str]:
+    """The index's ``weight_map``: tensor names to shard files inside the checkpoint directory.
+
+    Symlinks are followed when the shard is opened (a Hugging Face hub snapshot keeps every
+    file as a link into ``../../blobs``); only the names written in the index are restricted.
+    """
+    weight_map = read_json_object(index).get("weight_map")
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise CheckpointError(f"{index}: weight_map must be an object of tensor names to shard file names")
+    for name, shard in weight_map.items():
+        if not _is_inside(shard):
+            raise CheckpointError(f"{index}: tensor {name} is mapped to {shard!r}, outside the checkpoint "
+                                  "directory (absolute paths and '..' are refused)")
+    return weight_map
+
+
+def _is_inside(shard: str) -> bool:
+    posix, windows = PurePosixPath(shard), PureWindowsPath(shard)
+    return bool(shard) and not (posix.is_absolute() or windows.is_absolute() or windows.drive
+                                or ".." in posix.parts or ".." in windows.parts)

@@ -16,6 +16,7 @@ import struct
 from pathlib import Path
 
 from gemma3n_gguf.core.errors import CheckpointError
+from gemma3n_gguf.core.safetensors import read_shard_header
 
 _SAMPLES_PER_FILE = 16
 _SAMPLE_BYTES = 64 * 1024
@@ -45,6 +46,7 @@ def _update_named(digest: "hashlib._Hash", name: str, data: bytes) -> None:
 
 
 def _hash_safetensors(digest: "hashlib._Hash", path: Path, *, full: bool) -> None:
+    header = read_shard_header(path)  # a shard the converter would refuse has no identity either
     try:
         with open(path, "rb") as stream:
             size = os.fstat(stream.fileno()).st_size
@@ -53,12 +55,10 @@ def _hash_safetensors(digest: "hashlib._Hash", path: Path, *, full: bool) -> Non
                 while chunk := stream.read(_READ_BYTES):
                     digest.update(chunk)
                 return
-            (header_len,) = struct.unpack("<Q", stream.read(8))
-            digest.update(stream.read(min(header_len, size - 8)))
-            data_start = 8 + header_len
-            span = max(size - data_start - _SAMPLE_BYTES, 0)
+            digest.update(header.raw)
+            span = max(size - header.data_start - _SAMPLE_BYTES, 0)
             for i in range(_SAMPLES_PER_FILE):
-                stream.seek(data_start + span * i // (_SAMPLES_PER_FILE - 1))
+                stream.seek(header.data_start + span * i // (_SAMPLES_PER_FILE - 1))
                 digest.update(stream.read(_SAMPLE_BYTES))
-    except (OSError, struct.error) as exc:
+    except OSError as exc:
         raise CheckpointError(f"cannot read {path}: {exc}") from exc
