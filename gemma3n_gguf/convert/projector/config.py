@@ -15,6 +15,7 @@ from typing import Any
 
 from gemma3n_gguf.core.errors import CheckpointError, ConfigError
 from gemma3n_gguf.core.checkpoint import read_json_object
+from gemma3n_gguf.convert.projector.block_strings import decode_stages
 
 PREPROCESSOR_FILE = "preprocessor_config.json"
 PROCESSOR_FILE = "processor_config.json"
@@ -196,14 +197,12 @@ def _model_args_violations(model_args: dict | None) -> list[str]:
 
 
 def block_args(model_args: dict | None) -> list[list[dict]] | None:
-    """timm block arguments, decoded if given as architecture strings."""
+    """timm block arguments, decoded if given as timm block strings."""
     if not model_args or "block_args" not in model_args:
         return None
     stages = model_args["block_args"]
     if stages and stages[0] and isinstance(stages[0][0], str):
-        from timm.models._efficientnet_builder import decode_arch_def
-
-        stages = decode_arch_def(stages)
+        stages = decode_stages(stages)
     return [list(stage) for stage in stages]
 
 
