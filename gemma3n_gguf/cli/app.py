@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import typer
 from rich.markup import escape
 
-from gemma3n_gguf.cli import checkpoints, convert, quantize, validate
+from gemma3n_gguf.cli import checkpoints, convert, package, quantize, validate
 from gemma3n_gguf.cli.console import err_console
 from gemma3n_gguf.core.errors import Gemma3nGGUFError
+from gemma3n_gguf.core.extras import require_extra
 
 app = typer.Typer(
     name="gemma3n-gguf",
@@ -31,9 +33,25 @@ COMMANDS = (
     ("sweep", validate.sweep_cmd),
     ("quantize", quantize.quantize_cmd),
     ("imatrix", quantize.imatrix_cmd),
+    ("modelfile", package.modelfile_cmd),
 )
+# Commands that run the transformers reference; without the extra they print its install line.
+NEEDS_REFERENCE_EXTRA = frozenset({"make-checkpoint", "demo", "validate", "check", "sweep", "imatrix"})
+
+
+def _requiring(extra: str, name: str, function):
+    """``function`` preceded by the check that ``extra`` is installed (options and help unchanged)."""
+
+    @functools.wraps(function)
+    def checked(*args, **kwargs):
+        require_extra(extra, name)
+        return function(*args, **kwargs)
+
+    return checked
+
+
 for _name, _function in COMMANDS:
-    app.command(_name)(_function)
+    app.command(_name)(_requiring("reference", _name, _function) if _name in NEEDS_REFERENCE_EXTRA else _function)
 
 
 def main() -> None:

@@ -43,5 +43,13 @@ class RuntimeUnavailableError(Gemma3nGGUFError):
     """llama-cpp-python (or another runtime piece) is missing or too old."""
 
 
+class MissingExtraError(RuntimeUnavailableError):
+    """The command needs an optional extra (e.g. ``reference``: torch, transformers) that is not installed."""
+
+
 class BaselineError(Gemma3nGGUFError):
     """A CI baseline file is missing, malformed or does not fit the run (a usage error: exit 2)."""
+
+
+class PackageError(Gemma3nGGUFError):
+    """A Modelfile, runtime profile or package option cannot be applied (bad --param, foreign chat template, ...)."""

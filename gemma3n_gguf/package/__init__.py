@@ -1,0 +1,1 @@
+"""Ship it: Ollama Modelfiles, runtime profiles and ready-to-publish packages of quantized GGUFs."""
