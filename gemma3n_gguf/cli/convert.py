@@ -25,6 +25,8 @@ def convert(
     mmproj_only: Annotated[bool, typer.Option("--mmproj-only", help="Write only the projector GGUF.")] = False,
     mmproj_type: MmprojTypeOpt = "f16",
     exact_mm_tokens: ExactMmTokensOpt = None,
+    threads: Annotated[int | None, typer.Option(help="Encoding threads (default: all cores); the bytes do not depend on it.")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Show the text GGUF's plan (type per tensor group and why, sizes); write nothing.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Convert a Gemma 3n checkpoint into a text GGUF file and, with --mmproj, its projector GGUF."""
@@ -36,15 +38,19 @@ def convert(
         raise ConfigError("--exact-mm-tokens changes the text GGUF, which --mmproj-only does not write; "
                           "pass it to the text conversion")
     exact = mmproj if exact_mm_tokens is None else exact_mm_tokens
+    if dry_run:
+        _print_conversion_plan(checkpoint, outtype, force, exact, mmproj or mmproj_only, json_out)
+        return
     with byte_progress("converting", enabled=not json_out) as progress:
         if mmproj_only:
             text, projector = None, convert_mmproj(checkpoint, output, mmproj_type=mmproj_type, on_progress=progress)
         elif mmproj:
             text, projector = convert_text_and_mmproj(checkpoint, output, outtype=outtype, mmproj_type=mmproj_type,
-                                                      force=force, exact_mm_tokens=exact, on_progress=progress)
+                                                      force=force, exact_mm_tokens=exact, threads=threads,
+                                                      on_progress=progress)
         else:
             text, projector = run_convert(checkpoint, output, outtype=outtype, force=force,
-                                          exact_mm_tokens=exact, on_progress=progress), None
+                                          exact_mm_tokens=exact, threads=threads, on_progress=progress), None
     summary = (_text_summary(text, exact) if text else {}) | ({"mmproj": _mmproj_summary(projector)} if projector else {})
     for warning in summary.get("warnings", []) + summary.get("mmproj", {}).get("warnings", []):
         err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
@@ -57,8 +63,26 @@ def convert(
         _print_mmproj_result(projector)
 
 
+def _print_conversion_plan(checkpoint: Path, outtype: str, force: bool, exact: bool, projector: bool,
+                           json_out: bool) -> None:
+    """The text GGUF's plan, as quantize --dry-run prints its own."""
+    from gemma3n_gguf.cli.plan_tables import plan_table
+    from gemma3n_gguf.convert.text import plan_conversion
+    from gemma3n_gguf.core.errors import ConfigError
+
+    if projector:
+        raise ConfigError("--dry-run plans the text GGUF only; drop --mmproj/--mmproj-only to see it")
+    _, plan = plan_conversion(checkpoint, outtype=outtype, force=force, exact_mm_tokens=exact)
+    for warning in plan.warnings:
+        err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
+    if json_out:
+        print_json(plan.to_dict())
+    else:
+        console.print(plan_table(plan))
+
+
 def _text_summary(result, exact_mm_tokens: bool) -> dict:
-    return {"output": str(result.path), "tensors": result.n_tensors, "bytes": result.plan.nbytes,
+    return {"output": str(result.path), "tensors": result.n_tensors, "bytes": result.nbytes,
             "synthesised": result.plan.synthesised, "exact_mm_tokens": exact_mm_tokens, "warnings": result.warnings}
 
 
@@ -69,7 +93,8 @@ def _mmproj_summary(result) -> dict:
 
 
 def _print_text_result(result) -> None:
-    console.print(f"[green]wrote[/green] {result.path} ({result.n_tensors} tensors, {human_bytes(result.plan.nbytes)})")
+    console.print(f"[green]wrote[/green] {result.path} ({result.n_tensors} tensors, {human_bytes(result.nbytes)}, "
+                  f"{result.seconds:.1f} s on {result.threads} threads)")
     if result.plan.synthesised:
         console.print(f"  synthesised {len(result.plan.synthesised)} K/V tensors of KV-shared layers "
                       "(absent from transformers-5 checkpoints; never read by llama.cpp)")

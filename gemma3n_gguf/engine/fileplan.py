@@ -11,10 +11,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-from gguf import GGML_QUANT_SIZES
-from gguf import GGMLQuantizationType as T
+from gguf import GGMLQuantizationType as GGMLType
 
+from gemma3n_gguf.core.gguf_write import SizedTensor
 from gemma3n_gguf.engine.kv import GGUF_ALIGNMENT, KVs, metadata_nbytes
 from gemma3n_gguf.engine.rules import PLE_NAME, ggml_n_dims
 from gemma3n_gguf.engine.schemes import Scheme
@@ -27,13 +26,13 @@ def _pad(n: int) -> int:
 
 
 @dataclass(frozen=True)
-class PlannedOutput:
-    """One tensor of the output file."""
+class PlannedOutput(SizedTensor):
+    """One tensor of the output file; ``shape`` in ggml order, like every plan of the engine."""
 
     name: str
     shape: tuple[int, ...]  # ggml order (ne0 first), as in the input
-    source_type: T
-    qtype: T
+    source_type: GGMLType
+    qtype: GGMLType
     reason: str
     imatrix: bool = False  # quantized with importance-matrix data
 
@@ -42,17 +41,9 @@ class PlannedOutput:
         return self.qtype != self.source_type
 
     @property
-    def n_elements(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
-
-    @property
-    def nbytes(self) -> int:
-        block, size = GGML_QUANT_SIZES[self.qtype]
-        return self.n_elements // block * size
-
-    @property
     def written_shape(self) -> tuple[int, ...]:
-        """numpy order, trailing ggml dimensions of 1 dropped, as gguf.cpp writes n_dims."""
+        """The shape the writer takes: numpy order, trailing ggml dimensions of 1 dropped (as
+        gguf.cpp writes n_dims)."""
         return tuple(reversed(self.shape[: ggml_n_dims(self.shape)]))
 
     @property

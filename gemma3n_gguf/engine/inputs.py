@@ -1,8 +1,8 @@
-"""What a quantization reads: a Hugging Face checkpoint, or an F32/F16/BF16 GGUF.
+"""What the write path reads: a Hugging Face checkpoint, or an F32/F16/BF16 GGUF.
 
-Both look like the file llama-quantize would be given. A checkpoint appears as the F32 GGUF our
-converter writes (same tensors, shapes, key-values), but it is never written: its rows are read
-from the safetensors on demand. Rows are addressed along a tensor's first numpy axis ("units":
+Both look like the file llama-quantize would be given. A checkpoint appears as the GGUF our
+converter writes (same tensors, shapes, types, key-values): ``convert`` writes that view as it
+is, ``quantize`` re-types it; its rows are read from the safetensors on demand. Rows are addressed along a tensor's first numpy axis ("units":
 a row of a matrix, or a whole matrix of the stacked 3-D AltUp projections).
 """
 
@@ -16,7 +16,7 @@ from typing import Protocol
 
 import numpy as np
 from gguf import GGUFReader
-from gguf import GGMLQuantizationType as T
+from gguf import GGMLQuantizationType as GGMLType
 
 from gemma3n_gguf.core.checkpoint import Checkpoint, bf16_to_f32
 from gemma3n_gguf.model.metadata import model_name
@@ -26,13 +26,14 @@ from gemma3n_gguf.model.text_gguf import (
     encoded_rows,
     is_bf16_copy,
     load_checked_config,
+    stored_type,
     text_metadata,
 )
 from gemma3n_gguf.core.errors import GGUFFileError, QuantizationError
 from gemma3n_gguf.core.ggml import ggml_library
 from gemma3n_gguf.engine.kv import KVs, check_copyable, collect_kv, read_gguf_kv
-from gemma3n_gguf.engine.planner import TensorInfo
-from gemma3n_gguf.engine.schemes import FLOAT_TYPES
+from gemma3n_gguf.engine.planner import TensorInfo, plan_types
+from gemma3n_gguf.engine.schemes import FLOAT_TYPES, convert_scheme
 
 ARCH = "gemma3n"
 
@@ -63,27 +64,31 @@ def _ggml_shape(numpy_shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(reversed(numpy_shape))
 
 
-# -- a checkpoint, as the F32 GGUF our converter would write --------------------------------------
+# -- a checkpoint, as the GGUF our converter would write ------------------------------------------
 
-INTERMEDIATE_TYPES = ("f32", "f16", "bf16")
+INTERMEDIATE_TYPES = ("f32", "f16", "bf16")  # what quantize accepts: files llama-quantize reads
 
 
 class CheckpointInput:
-    """A Gemma 3n checkpoint read through the converter's tensor plan for ``intermediate``: it
-    stands for the file ``convert --outtype <intermediate>`` would write (F32 by default)."""
+    """A Gemma 3n checkpoint as the file ``convert --outtype <intermediate>`` writes (F32 by
+    default): the converter's tensor plan, typed by the planner with the converter's scheme
+    (each type with its reason), and its key-values. Rows are read and encoded on demand."""
 
-    def __init__(self, directory: str | os.PathLike[str], *, intermediate: str = "f32", force: bool = False,
-                 exact_mm_tokens: bool = False):
-        if intermediate not in INTERMEDIATE_TYPES:
-            raise QuantizationError(f"--intermediate must be one of {', '.join(INTERMEDIATE_TYPES)}, "
-                                    f"not {intermediate!r}")
+    def __init__(self, directory: str | os.PathLike[str] | Checkpoint, *, intermediate: str = "f32",
+                 force: bool = False, exact_mm_tokens: bool = False):
+        self.scheme = convert_scheme(intermediate)
         self.intermediate = intermediate
-        self.ckpt = Checkpoint(directory)
+        # an opened checkpoint may be a view of one (a MatFormer slice: slice/checkpoint.py)
+        self.ckpt = directory if isinstance(directory, Checkpoint) else Checkpoint(directory)
         self.config, self.warnings = load_checked_config(self.ckpt, force)
-        plan = build_text_plan(self.ckpt, self.config, intermediate, exact_mm_tokens=exact_mm_tokens)
-        self.plan = plan
-        self._planned: dict[str, PlannedTensor] = {t.name: t for t in plan.tensors}
-        self.tensors = [TensorInfo(t.name, _ggml_shape(t.shape), t.qtype) for t in plan.tensors]
+        self.plan = build_text_plan(self.ckpt, self.config, exact_mm_tokens=exact_mm_tokens)
+        self._planned: dict[str, PlannedTensor] = {t.name: t for t in self.plan.tensors}
+        # the tensors as the checkpoint holds them, then as the converted file holds them
+        self.checkpoint_tensors = [TensorInfo(t.name, _ggml_shape(t.shape), stored_type(self.ckpt, t))
+                                   for t in self.plan.tensors]
+        self.choices = plan_types(self.checkpoint_tensors, self.scheme)
+        self.tensors = [TensorInfo(t.name, t.shape, c.qtype) for t, c in zip(self.checkpoint_tensors, self.choices)]
+        self._types = {c.name: c.qtype for c in self.choices}
         self.name = model_name(self.ckpt.directory, self.ckpt.config)
         self.label = str(self.ckpt.directory)
 
@@ -96,20 +101,30 @@ class CheckpointInput:
         return shape[0], int(np.prod(shape[1:], dtype=np.int64))
 
     def values(self, name: str, start: int, stop: int) -> np.ndarray:
-        t = self._planned[name]
-        if t.qtype == T.F32 and is_bf16_copy(self.ckpt, t):
+        t, qtype = self._planned[name], self._types[name]
+        if qtype == GGMLType.F32 and is_bf16_copy(self.ckpt, t):
             rows = bf16_to_f32(checked_bf16_words(self.ckpt, t, start, stop))  # exact, half the work
         else:
-            encoded = encoded_rows(self.ckpt, t, start, stop)
-            rows = encoded if t.qtype == T.F32 else (
-                bf16_to_f32(encoded) if t.qtype == T.BF16 else encoded.astype(np.float32))
+            rows = _decoded(encoded_rows(self.ckpt, t, qtype, start, stop), qtype, t.shape[-1])
         return rows.reshape(-1, t.shape[-1])
 
     def stored(self, name: str, start: int, stop: int) -> np.ndarray:
-        return np.ascontiguousarray(encoded_rows(self.ckpt, self._planned[name], start, stop)).view(np.uint8)
+        encoded = encoded_rows(self.ckpt, self._planned[name], self._types[name], start, stop)
+        return np.ascontiguousarray(encoded).view(np.uint8)
 
     def default_output(self, scheme: str) -> Path:
         return self.ckpt.directory / f"{self.name}-{scheme.upper()}.gguf"
+
+
+def _decoded(encoded: np.ndarray, qtype: GGMLType, ne0: int) -> np.ndarray:
+    """float32 values of rows encoded as ``qtype``."""
+    if qtype == GGMLType.F32:
+        return encoded
+    if qtype == GGMLType.BF16:
+        return bf16_to_f32(encoded)
+    if qtype == GGMLType.F16:
+        return encoded.astype(np.float32)
+    return ggml_library().dequantize(qtype, np.ascontiguousarray(encoded).reshape(-1).view(np.uint8), ne0)
 
 
 # -- a GGUF file (requantizing) -------------------------------------------------------------------
@@ -133,7 +148,7 @@ class GGUFInput:
                                     f"only {ARCH} models can be quantized with this tool")
         check_copyable(self._kv, str(self.path))
         self._tensors = {t.name: t for t in self.reader.tensors}
-        self.tensors = [TensorInfo(t.name, tuple(int(n) for n in t.shape), T(t.tensor_type))
+        self.tensors = [TensorInfo(t.name, tuple(int(n) for n in t.shape), GGMLType(t.tensor_type))
                         for t in self.reader.tensors]
 
     def kv(self) -> KVs:
@@ -146,13 +161,13 @@ class GGUFInput:
 
     def values(self, name: str, start: int, stop: int) -> np.ndarray:
         t = self._tensors[name]
-        qtype, ne0 = T(t.tensor_type), int(t.shape[0])
+        qtype, ne0 = GGMLType(t.tensor_type), int(t.shape[0])
         data = self._unit_slice(t, start, stop)
-        if qtype == T.F32:
+        if qtype == GGMLType.F32:
             return np.array(data, dtype=np.float32).reshape(-1, ne0)
-        if qtype == T.F16:
+        if qtype == GGMLType.F16:
             return data.astype(np.float32).reshape(-1, ne0)
-        if qtype == T.BF16:
+        if qtype == GGMLType.BF16:
             return bf16_to_f32(np.ascontiguousarray(data).view(np.uint16)).reshape(-1, ne0)
         return ggml_library().dequantize(qtype, np.ascontiguousarray(data).reshape(-1), ne0)
 
@@ -172,6 +187,9 @@ def open_input(source: str | os.PathLike[str], *, intermediate: str = "f32", for
                exact_mm_tokens: bool = False) -> QuantizeInput:
     """A checkpoint directory or a GGUF file, by what ``source`` is."""
     path = Path(source)
+    if intermediate not in INTERMEDIATE_TYPES:
+        raise QuantizationError(f"--intermediate must be one of {', '.join(INTERMEDIATE_TYPES)}, "
+                                f"not {intermediate!r}")
     if path.is_dir():
         return CheckpointInput(path, intermediate=intermediate, force=force, exact_mm_tokens=exact_mm_tokens)
     if not path.exists():

@@ -1,8 +1,11 @@
-"""Reading, quantizing and writing at the same time, in bounded memory.
+"""Reading, encoding and writing at the same time, in bounded memory: the one write path of
+``convert`` and ``quantize``.
 
 A reader thread walks the tensors in output order and cuts each into pieces of whole rows
-(a few MiB of float32). Every piece to quantize goes to a pool of kernel threads as soon as it
-is read; pieces kept as they are complete at once. The futures travel, in order, through a
+(a few MiB of float32). Every piece goes to a pool of kernel threads as soon as it is cut:
+pieces to quantize are read on the reader thread and encoded by a ggml kernel in the pool;
+pieces kept as the input stores them (all of them for ``convert``, whose input already encodes
+each row as the file holds it) are made in the pool too. The futures travel, in order, through a
 bounded queue to the writer (the caller), which waits for each piece in turn and writes it.
 So the kernels never wait for a tensor boundary, the reader runs at most ``depth`` pieces ahead,
 and memory stays at ``depth`` pieces whatever the size of the model (the 2-billion-value PLE
@@ -17,12 +20,13 @@ import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import NoReturn
 
 import numpy as np
-from gguf import GGML_QUANT_SIZES
-from gguf import GGMLQuantizationType as T
+from gguf import GGMLQuantizationType as GGMLType
 
 from gemma3n_gguf.core.errors import Gemma3nGGUFError, QuantizationError
+from gemma3n_gguf.core.gguf_write import SizedTensor
 from gemma3n_gguf.core.ggml import MIN_CHUNK_VALUES, quantize_rows
 from gemma3n_gguf.engine.inputs import QuantizeInput
 
@@ -31,19 +35,14 @@ _POLL_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
-class TensorJob:
+class TensorJob(SizedTensor):
     """One output tensor: what the writer needs (name, shape, qtype, nbytes) and how to make it."""
 
     name: str
-    shape: tuple[int, ...]  # numpy order, as written (see fileplan.PlannedOutput.written_shape)
-    qtype: T
-    convert: bool  # False: the input's bytes are copied
+    shape: tuple[int, ...]  # numpy order, as the writer takes it (see fileplan.PlannedOutput.written_shape)
+    qtype: GGMLType
+    convert: bool  # True: the input's float32 values go through a kernel; False: its stored bytes are copied
     imatrix: np.ndarray | None = None
-
-    @property
-    def nbytes(self) -> int:
-        block, size = GGML_QUANT_SIZES[self.qtype]
-        return int(np.prod(self.shape, dtype=np.int64)) // block * size
 
 
 class _End:
@@ -55,10 +54,18 @@ class _Failed:
     error: BaseException
 
 
-def _done(value: np.ndarray) -> Future:
-    future: Future = Future()
-    future.set_result(value)
-    return future
+def _raise_typed(job: TensorJob, error: BaseException, step: str) -> NoReturn:
+    """Our own errors as they are; anything else named after the tensor it struck."""
+    if isinstance(error, (Gemma3nGGUFError, KeyboardInterrupt)):
+        raise error
+    raise QuantizationError(f"{step} {job.name} failed: {error}") from error
+
+
+def _result(job: TensorJob, piece: Future) -> np.ndarray:
+    try:
+        return piece.result()
+    except BaseException as exc:  # re-raised typed
+        _raise_typed(job, exc, "encoding")
 
 
 class QuantizePipeline:
@@ -72,7 +79,7 @@ class QuantizePipeline:
         self.piece_bytes = piece_bytes
         self._queue: queue.Queue = queue.Queue(maxsize=depth or 4 * threads + 2)
         self._stop = threading.Event()
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gemma3n-quantize")
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gemma3n-encode")
         self._reader = threading.Thread(target=self._read_all, name="gemma3n-read", daemon=True)
 
     def __enter__(self) -> QuantizePipeline:
@@ -94,10 +101,8 @@ class QuantizePipeline:
             if isinstance(item, _End):
                 return
             if isinstance(item, _Failed):
-                if isinstance(item.error, (Gemma3nGGUFError, KeyboardInterrupt)):
-                    raise item.error
-                raise QuantizationError(f"reading {job.name} failed: {item.error}") from item.error
-            yield item.result()
+                _raise_typed(job, item.error, "reading")
+            yield _result(job, item)
 
     # -- the reader thread ----------------------------------------------------------------------
 
@@ -114,7 +119,7 @@ class QuantizePipeline:
 
     def _piece(self, job: TensorJob, start: int, stop: int) -> Future:
         if not job.convert:
-            return _done(self.source.stored(job.name, start, stop))
+            return self._pool.submit(self.source.stored, job.name, start, stop)
         rows = self.source.values(job.name, start, stop)
         return self._pool.submit(quantize_rows, rows, job.qtype, job.imatrix, 1)
 

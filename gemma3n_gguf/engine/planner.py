@@ -1,6 +1,7 @@
 """The type plan: which ggml type each tensor gets, decided from names and shapes only.
 
-Reproduces ``llama_tensor_get_type`` of llama-quantize for a Gemma 3n file. The one piece
+Reproduces ``llama_tensor_get_type`` of llama-quantize for a Gemma 3n file, and, for the
+converter's schemes, the rule table of :mod:`.convert_rules`. The one piece
 of state is a set of counters: attn_v-like and ffn_down tensors are numbered in llama.cpp's
 tensor order (layer number, then name), and a tensor typed by a user override does not
 advance them. Everything else is the tables of :mod:`.rules`.
@@ -12,10 +13,11 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from gguf import GGMLQuantizationType as T
+from gguf import GGMLQuantizationType as GGMLType
 
 from gemma3n_gguf.core.errors import QuantizationError
 from gemma3n_gguf.engine import rules
+from gemma3n_gguf.engine.convert_rules import convert_type
 from gemma3n_gguf.engine.rules import ATTN_V_LIKE, PLE_NAME, Category, LayerContext
 from gemma3n_gguf.core.ggml import SUPPORTED_TYPES
 from gemma3n_gguf.engine.schemes import Scheme, get_scheme, parse_tensor_type
@@ -27,7 +29,7 @@ class TensorInfo:
 
     name: str
     shape: tuple[int, ...]
-    source_type: T
+    source_type: GGMLType
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ class TensorChoice:
     """The type chosen for one tensor and the rule that chose it (for ``--dry-run``)."""
 
     name: str
-    qtype: T
+    qtype: GGMLType
     reason: str
     requires_imatrix: bool = False
 
@@ -44,10 +46,10 @@ class TensorChoice:
 class PlanOptions:
     """User control, named after llama-quantize's flags (``ple_type`` is ours)."""
 
-    tensor_type: Sequence[tuple[str, T]] = ()  # (regex, type): re.search, first match wins
-    token_embedding_type: T | None = None
-    ple_type: T | None = None
-    output_tensor_type: T | None = None
+    tensor_type: Sequence[tuple[str, GGMLType]] = ()  # (regex, type): re.search, first match wins
+    token_embedding_type: GGMLType | None = None
+    ple_type: GGMLType | None = None
+    output_tensor_type: GGMLType | None = None
     pure: bool = False
     has_imatrix: bool = False
     leave_output_tensor: bool = False
@@ -63,14 +65,14 @@ class PlanOptions:
         object.__setattr__(self, "tensor_type", pairs)
 
 
-def _supported(qtype: T, option: str) -> T:
+def _supported(qtype: GGMLType, option: str) -> GGMLType:
     if qtype not in SUPPORTED_TYPES:
         names = ", ".join(sorted(t.name for t in SUPPORTED_TYPES))
         raise QuantizationError(f"{option}: {qtype.name} is not supported; use one of: {names}")
     return qtype
 
 
-def parse_tensor_type_arg(arg: str) -> tuple[str, T]:
+def parse_tensor_type_arg(arg: str) -> tuple[str, GGMLType]:
     """``REGEX=TYPE`` as llama-quantize's ``--tensor-type`` reads it (the regex is lower-cased)."""
     pattern, sep, type_name = arg.partition("=")
     if not sep or not pattern or not type_name:
@@ -126,13 +128,15 @@ class _Planner:
         needs = qtype != tensor.source_type and rules.requires_imatrix(tensor.name, qtype, self.scheme.name)
         return TensorChoice(tensor.name, qtype, reason, needs)
 
-    def _decide(self, tensor: TensorInfo) -> tuple[T, str]:
+    def _decide(self, tensor: TensorInfo) -> tuple[GGMLType, str]:
+        if self.scheme.converter:
+            return convert_type(tensor.name, tensor.shape, self.scheme.default_type)
         options, category = self.options, rules.category_of(tensor.name)
         skip = rules.why_not_quantized(tensor.name, tensor.shape, options.leave_output_tensor)
         if skip is not None:
             return tensor.source_type, f"kept as {tensor.source_type.name}: {skip}"
         if options.ple_type is not None and tensor.name == PLE_NAME:
-            # Same as llama-quantize's `--tensor-type per_layer_token_embd=T` (which llama-quantize
+            # Same as llama-quantize's `--tensor-type per_layer_token_embd=GGMLType` (which llama-quantize
             # ignores in F16/BF16/F32 files; --ple-type applies there too).
             if not self.scheme.is_quantized:
                 return options.ple_type, "--ple-type"
@@ -150,7 +154,7 @@ class _Planner:
             reason += f"; ne0 {tensor.shape[0]} not divisible by {qtype.name}'s block -> {fallback.name}"
         return fallback, reason
 
-    def _mixed_type(self, tensor: TensorInfo, category: Category) -> tuple[T, str]:
+    def _mixed_type(self, tensor: TensorInfo, category: Category) -> tuple[GGMLType, str]:
         matched = self._pattern_for(tensor.name)
         if matched is not None:
             pattern, qtype = matched
@@ -159,7 +163,7 @@ class _Planner:
             return self.scheme.default_type, "--pure: scheme default"
         return self._rule_type(tensor, category)
 
-    def _rule_type(self, tensor: TensorInfo, category: Category) -> tuple[T, str]:
+    def _rule_type(self, tensor: TensorInfo, category: Category) -> tuple[GGMLType, str]:
         default = self.scheme.default_type
         if category is Category.OUTPUT or (self.tied and category is Category.TOKEN_EMBD):
             if self.options.output_tensor_type is not None:
@@ -172,7 +176,7 @@ class _Planner:
             return default, "scheme default"
         return rule.qtype, f"{category.value} rule of {self.scheme.name}: {rule.text} (i={i}, n={n})"
 
-    def _pattern_for(self, name: str) -> tuple[str, T] | None:
+    def _pattern_for(self, name: str) -> tuple[str, GGMLType] | None:
         for pattern, compiled, qtype in self.patterns:
             if compiled.search(name):
                 return pattern, qtype
@@ -212,7 +216,7 @@ def check_imatrix_requirement(choices: Iterable[TensorChoice], imatrix_names: se
             "pass --imatrix with entries for them, or choose a scheme that does not need one")
 
 
-def _compile_patterns(pairs: Sequence[tuple[str, T]]) -> list[tuple[str, re.Pattern[str], T]]:
+def _compile_patterns(pairs: Sequence[tuple[str, GGMLType]]) -> list[tuple[str, re.Pattern[str], GGMLType]]:
     compiled = []
     for pattern, qtype in pairs:
         try:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from gguf import GGML_QUANT_SIZES
-from gguf import GGMLQuantizationType as T
+from gguf import GGMLQuantizationType as GGMLType
 
 from gemma3n_gguf.core.errors import QuantizationError
 
@@ -139,7 +139,7 @@ def use_more_bits(i: int, n: int) -> bool:
 class Rule:
     """``qtype`` when ``applies`` (default: always); ``text`` says which condition held."""
 
-    qtype: T
+    qtype: GGMLType
     text: str
     applies: Callable[[LayerContext], bool] = lambda ctx: True
 
@@ -152,41 +152,41 @@ def _first_eighth(ctx: LayerContext) -> bool:
     return ctx.i < ctx.n // 8
 
 
-_GQA4 = Rule(T.Q4_K, "gqa >= 4", LayerContext.gqa_at_least_4)
-_MORE_BITS_Q6 = Rule(T.Q6_K, "use_more_bits(i, n)", _more_bits)
-_IQ4_ATTN_V = Rule(T.Q5_K, "gqa >= 4", LayerContext.gqa_at_least_4)
-_IQ4_FFN_DOWN = Rule(T.Q5_K, "i < n/8 without imatrix", lambda c: _first_eighth(c) and not c.has_imatrix)
+_GQA4 = Rule(GGMLType.Q4_K, "gqa >= 4", LayerContext.gqa_at_least_4)
+_MORE_BITS_Q6 = Rule(GGMLType.Q6_K, "use_more_bits(i, n)", _more_bits)
+_IQ4_ATTN_V = Rule(GGMLType.Q5_K, "gqa >= 4", LayerContext.gqa_at_least_4)
+_IQ4_FFN_DOWN = Rule(GGMLType.Q5_K, "i < n/8 without imatrix", lambda c: _first_eighth(c) and not c.has_imatrix)
 
 # Category -> scheme -> rules tried in order; no match keeps the scheme's default type.
 RULES: Mapping[Category, Mapping[str, tuple[Rule, ...]]] = MappingProxyType({
     Category.ATTN_V: MappingProxyType({  # also ATTN_QKV and ATTN_KV_B (attn_v-like)
-        "Q2_K": (_GQA4, Rule(T.Q3_K, "gqa < 4")),
+        "Q2_K": (_GQA4, Rule(GGMLType.Q3_K, "gqa < 4")),
         "Q2_K_S": (_GQA4,),
-        "Q3_K_M": (Rule(T.Q5_K, "i < 2", lambda c: c.i < 2), Rule(T.Q4_K, "i >= 2")),
-        "Q3_K_L": (Rule(T.Q5_K, "always"),),
+        "Q3_K_M": (Rule(GGMLType.Q5_K, "i < 2", lambda c: c.i < 2), Rule(GGMLType.Q4_K, "i >= 2")),
+        "Q3_K_L": (Rule(GGMLType.Q5_K, "always"),),
         "IQ4_NL": (_IQ4_ATTN_V,),
         "IQ4_XS": (_IQ4_ATTN_V,),
         "Q4_K_M": (_MORE_BITS_Q6,),
         "Q5_K_M": (_MORE_BITS_Q6,),
-        "Q4_K_S": (Rule(T.Q5_K, "i < 4", lambda c: c.i < 4),),
+        "Q4_K_S": (Rule(GGMLType.Q5_K, "i < 4", lambda c: c.i < 4),),
     }),
     Category.FFN_DOWN: MappingProxyType({
-        "Q2_K": (Rule(T.Q3_K, "always"),),
-        "Q2_K_S": (Rule(T.Q4_K, "i < n/8", _first_eighth),),
-        "Q3_K_M": (Rule(T.Q5_K, "i < n/16", lambda c: c.i < c.n // 16), Rule(T.Q4_K, "i >= n/16")),
-        "Q3_K_L": (Rule(T.Q5_K, "always"),),
+        "Q2_K": (Rule(GGMLType.Q3_K, "always"),),
+        "Q2_K_S": (Rule(GGMLType.Q4_K, "i < n/8", _first_eighth),),
+        "Q3_K_M": (Rule(GGMLType.Q5_K, "i < n/16", lambda c: c.i < c.n // 16), Rule(GGMLType.Q4_K, "i >= n/16")),
+        "Q3_K_L": (Rule(GGMLType.Q5_K, "always"),),
         "Q4_K_M": (_MORE_BITS_Q6,),
         "IQ4_NL": (_IQ4_FFN_DOWN,),
         "IQ4_XS": (_IQ4_FFN_DOWN,),
         "Q5_K_M": (_MORE_BITS_Q6,),
-        "Q4_K_S": (Rule(T.Q5_K, "i < n/8", _first_eighth),),
-        "Q4_0": (Rule(T.Q4_1, "i < n/8 with imatrix", lambda c: _first_eighth(c) and c.has_imatrix),),
-        "Q5_0": (Rule(T.Q5_1, "i < n/8 with imatrix", lambda c: _first_eighth(c) and c.has_imatrix),),
+        "Q4_K_S": (Rule(GGMLType.Q5_K, "i < n/8", _first_eighth),),
+        "Q4_0": (Rule(GGMLType.Q4_1, "i < n/8 with imatrix", lambda c: _first_eighth(c) and c.has_imatrix),),
+        "Q5_0": (Rule(GGMLType.Q5_1, "i < n/8 with imatrix", lambda c: _first_eighth(c) and c.has_imatrix),),
     }),
     Category.ATTN_OUTPUT: MappingProxyType({
-        "Q2_K": (Rule(T.Q3_K, "always"),),
-        "Q3_K_M": (Rule(T.Q4_K, "always"),),
-        "Q3_K_L": (Rule(T.Q5_K, "always"),),
+        "Q2_K": (Rule(GGMLType.Q3_K, "always"),),
+        "Q3_K_M": (Rule(GGMLType.Q4_K, "always"),),
+        "Q3_K_L": (Rule(GGMLType.Q5_K, "always"),),
     }),
 })
 
@@ -203,30 +203,30 @@ def apply_rules(category: Category, scheme_name: str, ctx: LayerContext) -> Rule
     return None
 
 
-def tied_embedding_type(default_type: T, ne0: int) -> tuple[T, str]:
+def tied_embedding_type(default_type: GGMLType, ne0: int) -> tuple[GGMLType, str]:
     """Rule A for output.weight, and token_embd/per_layer_token_embd when embeddings are tied."""
     if ne0 % GGML_QUANT_SIZES[default_type][0]:
-        return T.Q8_0, f"tied/output embedding: ne0 {ne0} not divisible by {default_type.name}'s block -> Q8_0"
-    if default_type != T.Q8_0:
-        return T.Q6_K, "tied/output embedding -> Q6_K"
-    return T.Q8_0, "tied/output embedding, Q8_0 scheme -> Q8_0"
+        return GGMLType.Q8_0, f"tied/output embedding: ne0 {ne0} not divisible by {default_type.name}'s block -> Q8_0"
+    if default_type != GGMLType.Q8_0:
+        return GGMLType.Q6_K, "tied/output embedding -> Q6_K"
+    return GGMLType.Q8_0, "tied/output embedding, Q8_0 scheme -> Q8_0"
 
 
 # -- shape fallback (tensor_type_fallback) -------------------------------------------------
 
-_FALLBACK: Mapping[T, T] = MappingProxyType({
-    T.IQ1_S: T.IQ4_NL, T.IQ1_M: T.IQ4_NL, T.IQ2_XXS: T.IQ4_NL, T.IQ2_XS: T.IQ4_NL,
-    T.IQ2_S: T.IQ4_NL, T.IQ3_XXS: T.IQ4_NL, T.IQ3_S: T.IQ4_NL, T.IQ4_XS: T.IQ4_NL,
-    T.Q2_K: T.Q4_0, T.Q3_K: T.Q4_0, T.TQ1_0: T.Q4_0, T.TQ2_0: T.Q4_0,
-    T.Q4_K: T.Q5_0, T.Q5_K: T.Q5_1, T.Q6_K: T.Q8_0,
+_FALLBACK: Mapping[GGMLType, GGMLType] = MappingProxyType({
+    GGMLType.IQ1_S: GGMLType.IQ4_NL, GGMLType.IQ1_M: GGMLType.IQ4_NL, GGMLType.IQ2_XXS: GGMLType.IQ4_NL, GGMLType.IQ2_XS: GGMLType.IQ4_NL,
+    GGMLType.IQ2_S: GGMLType.IQ4_NL, GGMLType.IQ3_XXS: GGMLType.IQ4_NL, GGMLType.IQ3_S: GGMLType.IQ4_NL, GGMLType.IQ4_XS: GGMLType.IQ4_NL,
+    GGMLType.Q2_K: GGMLType.Q4_0, GGMLType.Q3_K: GGMLType.Q4_0, GGMLType.TQ1_0: GGMLType.Q4_0, GGMLType.TQ2_0: GGMLType.Q4_0,
+    GGMLType.Q4_K: GGMLType.Q5_0, GGMLType.Q5_K: GGMLType.Q5_1, GGMLType.Q6_K: GGMLType.Q8_0,
 })
 
 
-def block_size(qtype: T) -> int:
+def block_size(qtype: GGMLType) -> int:
     return GGML_QUANT_SIZES[qtype][0]
 
 
-def shape_fallback(qtype: T, ne0: int) -> T:
+def shape_fallback(qtype: GGMLType, ne0: int) -> GGMLType:
     """The type llama-quantize uses when rows of ``ne0`` values do not fit ``qtype``'s blocks."""
     if ne0 % block_size(qtype) == 0:
         return qtype
@@ -236,16 +236,16 @@ def shape_fallback(qtype: T, ne0: int) -> T:
         fallback = qtype
     else:
         raise QuantizationError(f"no fallback type for {qtype.name} with rows of {ne0} values")
-    return fallback if ne0 % block_size(fallback) == 0 else T.F16
+    return fallback if ne0 % block_size(fallback) == 0 else GGMLType.F16
 
 
-def requires_imatrix(name: str, qtype: T, scheme_name: str) -> bool:
+def requires_imatrix(name: str, qtype: GGMLType, scheme_name: str) -> bool:
     """``tensor_requires_imatrix``: the very low-bit types, and Q2_K inside a Q2_K_S file."""
     if name in TOKEN_EMBD_NAMES or name == OUTPUT_NAME:
         return False
-    if qtype in (T.IQ3_XXS, T.IQ2_XXS, T.IQ2_XS, T.IQ2_S, T.IQ1_M, T.IQ1_S):
+    if qtype in (GGMLType.IQ3_XXS, GGMLType.IQ2_XXS, GGMLType.IQ2_XS, GGMLType.IQ2_S, GGMLType.IQ1_M, GGMLType.IQ1_S):
         return True
-    return qtype == T.Q2_K and scheme_name == "Q2_K_S"
+    return qtype == GGMLType.Q2_K and scheme_name == "Q2_K_S"
 
 
 # llama.cpp hard-codes n_layer_kv_from_start = 20 for gemma3n (as convert/config.py records)

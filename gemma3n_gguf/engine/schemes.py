@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from gguf import GGMLQuantizationType as T
+from gguf import GGMLQuantizationType as GGMLType
 from gguf import LlamaFileType as F
 
-from gemma3n_gguf.core.errors import QuantizationError
+from gemma3n_gguf.core.errors import ConfigError, QuantizationError
 from gemma3n_gguf.core.ggml import FLOAT_TYPES
 
 
@@ -24,7 +24,8 @@ class Scheme:
 
     name: str
     ftype: F
-    default_type: T
+    default_type: GGMLType
+    converter: bool = False  # typed by the converter's rules (convert_rules), not llama-quantize's
 
     @property
     def is_quantized(self) -> bool:
@@ -32,31 +33,37 @@ class Scheme:
         return self.default_type not in FLOAT_TYPES
 
 
-
 _TABLE: tuple[Scheme, ...] = (
-    Scheme("F32", F.ALL_F32, T.F32),
-    Scheme("F16", F.MOSTLY_F16, T.F16),
-    Scheme("BF16", F.MOSTLY_BF16, T.BF16),
-    Scheme("Q8_0", F.MOSTLY_Q8_0, T.Q8_0),
-    Scheme("Q4_0", F.MOSTLY_Q4_0, T.Q4_0),
-    Scheme("Q4_1", F.MOSTLY_Q4_1, T.Q4_1),
-    Scheme("Q5_0", F.MOSTLY_Q5_0, T.Q5_0),
-    Scheme("Q5_1", F.MOSTLY_Q5_1, T.Q5_1),
-    Scheme("Q2_K", F.MOSTLY_Q2_K, T.Q2_K),
-    Scheme("Q2_K_S", F.MOSTLY_Q2_K_S, T.Q2_K),
-    Scheme("Q3_K_S", F.MOSTLY_Q3_K_S, T.Q3_K),
-    Scheme("Q3_K_M", F.MOSTLY_Q3_K_M, T.Q3_K),
-    Scheme("Q3_K_L", F.MOSTLY_Q3_K_L, T.Q3_K),
-    Scheme("Q4_K_S", F.MOSTLY_Q4_K_S, T.Q4_K),
-    Scheme("Q4_K_M", F.MOSTLY_Q4_K_M, T.Q4_K),
-    Scheme("Q5_K_S", F.MOSTLY_Q5_K_S, T.Q5_K),
-    Scheme("Q5_K_M", F.MOSTLY_Q5_K_M, T.Q5_K),
-    Scheme("Q6_K", F.MOSTLY_Q6_K, T.Q6_K),
-    Scheme("IQ4_NL", F.MOSTLY_IQ4_NL, T.IQ4_NL),
-    Scheme("IQ4_XS", F.MOSTLY_IQ4_XS, T.IQ4_XS),
+    Scheme("F32", F.ALL_F32, GGMLType.F32),
+    Scheme("F16", F.MOSTLY_F16, GGMLType.F16),
+    Scheme("BF16", F.MOSTLY_BF16, GGMLType.BF16),
+    Scheme("Q8_0", F.MOSTLY_Q8_0, GGMLType.Q8_0),
+    Scheme("Q4_0", F.MOSTLY_Q4_0, GGMLType.Q4_0),
+    Scheme("Q4_1", F.MOSTLY_Q4_1, GGMLType.Q4_1),
+    Scheme("Q5_0", F.MOSTLY_Q5_0, GGMLType.Q5_0),
+    Scheme("Q5_1", F.MOSTLY_Q5_1, GGMLType.Q5_1),
+    Scheme("Q2_K", F.MOSTLY_Q2_K, GGMLType.Q2_K),
+    Scheme("Q2_K_S", F.MOSTLY_Q2_K_S, GGMLType.Q2_K),
+    Scheme("Q3_K_S", F.MOSTLY_Q3_K_S, GGMLType.Q3_K),
+    Scheme("Q3_K_M", F.MOSTLY_Q3_K_M, GGMLType.Q3_K),
+    Scheme("Q3_K_L", F.MOSTLY_Q3_K_L, GGMLType.Q3_K),
+    Scheme("Q4_K_S", F.MOSTLY_Q4_K_S, GGMLType.Q4_K),
+    Scheme("Q4_K_M", F.MOSTLY_Q4_K_M, GGMLType.Q4_K),
+    Scheme("Q5_K_S", F.MOSTLY_Q5_K_S, GGMLType.Q5_K),
+    Scheme("Q5_K_M", F.MOSTLY_Q5_K_M, GGMLType.Q5_K),
+    Scheme("Q6_K", F.MOSTLY_Q6_K, GGMLType.Q6_K),
+    Scheme("IQ4_NL", F.MOSTLY_IQ4_NL, GGMLType.IQ4_NL),
+    Scheme("IQ4_XS", F.MOSTLY_IQ4_XS, GGMLType.IQ4_XS),
 )
 
 SCHEMES: Mapping[str, Scheme] = MappingProxyType({s.name: s for s in _TABLE})
+
+# ``convert --outtype``: the converter's rule table, and the file type llama.cpp's converter writes.
+CONVERT_SCHEMES: Mapping[str, Scheme] = MappingProxyType({
+    outtype: Scheme(outtype.upper(), ftype, qtype, converter=True)
+    for outtype, ftype, qtype in (("f32", F.ALL_F32, GGMLType.F32), ("f16", F.MOSTLY_F16, GGMLType.F16),
+                                  ("bf16", F.MOSTLY_BF16, GGMLType.BF16), ("q8_0", F.MOSTLY_Q8_0, GGMLType.Q8_0))
+})
 
 # llama-quantize's CLI accepts these short names for the _M variants.
 ALIASES: Mapping[str, str] = MappingProxyType({"Q3_K": "Q3_K_M", "Q4_K": "Q4_K_M", "Q5_K": "Q5_K_M"})
@@ -75,6 +82,14 @@ def get_scheme(name: str | Scheme) -> Scheme:
         raise QuantizationError(f"unknown scheme {name!r}; choose one of: {choices}") from None
 
 
+def convert_scheme(outtype: str) -> Scheme:
+    """The scheme of ``convert --outtype <outtype>`` (f32, f16, bf16 or q8_0)."""
+    try:
+        return CONVERT_SCHEMES[outtype]
+    except KeyError:
+        raise ConfigError(f"unknown --outtype {outtype!r}; choose one of {', '.join(CONVERT_SCHEMES)}") from None
+
+
 def scheme_for_ftype(ftype: int) -> Scheme:
     """The scheme whose ``general.file_type`` number is ``ftype``."""
     for scheme in _TABLE:
@@ -83,11 +98,11 @@ def scheme_for_ftype(ftype: int) -> Scheme:
     raise QuantizationError(f"file type {ftype} is not one of the supported schemes")
 
 
-def parse_tensor_type(name: str | T) -> T:
+def parse_tensor_type(name: str | GGMLType) -> GGMLType:
     """A ggml tensor type from its name (``q6_k``, ``Q8_0``, ``bf16``), case-insensitive."""
-    if isinstance(name, T):
+    if isinstance(name, GGMLType):
         return name
     try:
-        return T[name.strip().upper()]
+        return GGMLType[name.strip().upper()]
     except KeyError:
         raise QuantizationError(f"unknown tensor type {name!r} (examples: Q8_0, Q6_K, F16)") from None

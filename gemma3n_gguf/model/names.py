@@ -11,59 +11,59 @@ import re
 
 from gguf import MODEL_ARCH, MODEL_TENSOR, MODEL_TENSORS, TENSOR_NAMES
 
-T = MODEL_TENSOR
+TensorKind = MODEL_TENSOR  # a tensor's role in llama.cpp's model (gguf's MODEL_TENSOR)
 TEXT_PREFIX = "model.language_model."
 
 # HF suffix -> GGUF tensor kind, for one-to-one tensors outside the layers.
 GLOBAL_TENSORS: dict[str, MODEL_TENSOR] = {
-    "embed_tokens.weight": T.TOKEN_EMBD,
-    "embed_tokens_per_layer.weight": T.PER_LAYER_TOKEN_EMBD,
-    "per_layer_model_projection.weight": T.PER_LAYER_MODEL_PROJ,
-    "per_layer_projection_norm.weight": T.PER_LAYER_PROJ_NORM,
-    "norm.weight": T.OUTPUT_NORM,
+    "embed_tokens.weight": TensorKind.TOKEN_EMBD,
+    "embed_tokens_per_layer.weight": TensorKind.PER_LAYER_TOKEN_EMBD,
+    "per_layer_model_projection.weight": TensorKind.PER_LAYER_MODEL_PROJ,
+    "per_layer_projection_norm.weight": TensorKind.PER_LAYER_PROJ_NORM,
+    "norm.weight": TensorKind.OUTPUT_NORM,
 }
 
 # HF suffix under ``layers.{bid}.`` -> GGUF tensor kind.
 LAYER_TENSORS: dict[str, MODEL_TENSOR] = {
-    "self_attn.q_proj.weight": T.ATTN_Q,
-    "self_attn.k_proj.weight": T.ATTN_K,
-    "self_attn.v_proj.weight": T.ATTN_V,
-    "self_attn.o_proj.weight": T.ATTN_OUT,
-    "self_attn.q_norm.weight": T.ATTN_Q_NORM,
-    "self_attn.k_norm.weight": T.ATTN_K_NORM,
-    "mlp.gate_proj.weight": T.FFN_GATE,
-    "mlp.up_proj.weight": T.FFN_UP,
-    "mlp.down_proj.weight": T.FFN_DOWN,
-    "input_layernorm.weight": T.ATTN_NORM,
-    "post_attention_layernorm.weight": T.ATTN_POST_NORM,
-    "pre_feedforward_layernorm.weight": T.FFN_PRE_NORM,
-    "post_feedforward_layernorm.weight": T.FFN_POST_NORM,
-    "altup.correct_output_scale": T.ALTUP_CORRECT_SCALE,  # a bare Parameter: no ".weight"
-    "altup.correction_coefs.weight": T.ALTUP_CORRECT_COEF,
-    "altup.prediction_coefs.weight": T.ALTUP_PREDICT_COEF,
-    "altup.modality_router.weight": T.ALTUP_ROUTER,
-    "altup.router_norm.weight": T.ALTUP_ROUTER_NORM,
-    "laurel.linear_left.weight": T.LAUREL_L,
-    "laurel.linear_right.weight": T.LAUREL_R,
-    "laurel.post_laurel_norm.weight": T.LAUREL_POST_NORM,
-    "per_layer_input_gate.weight": T.PER_LAYER_INP_GATE,
-    "per_layer_projection.weight": T.PER_LAYER_PROJ,
-    "post_per_layer_input_norm.weight": T.PER_LAYER_POST_NORM,
+    "self_attn.q_proj.weight": TensorKind.ATTN_Q,
+    "self_attn.k_proj.weight": TensorKind.ATTN_K,
+    "self_attn.v_proj.weight": TensorKind.ATTN_V,
+    "self_attn.o_proj.weight": TensorKind.ATTN_OUT,
+    "self_attn.q_norm.weight": TensorKind.ATTN_Q_NORM,
+    "self_attn.k_norm.weight": TensorKind.ATTN_K_NORM,
+    "mlp.gate_proj.weight": TensorKind.FFN_GATE,
+    "mlp.up_proj.weight": TensorKind.FFN_UP,
+    "mlp.down_proj.weight": TensorKind.FFN_DOWN,
+    "input_layernorm.weight": TensorKind.ATTN_NORM,
+    "post_attention_layernorm.weight": TensorKind.ATTN_POST_NORM,
+    "pre_feedforward_layernorm.weight": TensorKind.FFN_PRE_NORM,
+    "post_feedforward_layernorm.weight": TensorKind.FFN_POST_NORM,
+    "altup.correct_output_scale": TensorKind.ALTUP_CORRECT_SCALE,  # a bare Parameter: no ".weight"
+    "altup.correction_coefs.weight": TensorKind.ALTUP_CORRECT_COEF,
+    "altup.prediction_coefs.weight": TensorKind.ALTUP_PREDICT_COEF,
+    "altup.modality_router.weight": TensorKind.ALTUP_ROUTER,
+    "altup.router_norm.weight": TensorKind.ALTUP_ROUTER_NORM,
+    "laurel.linear_left.weight": TensorKind.LAUREL_L,
+    "laurel.linear_right.weight": TensorKind.LAUREL_R,
+    "laurel.post_laurel_norm.weight": TensorKind.LAUREL_POST_NORM,
+    "per_layer_input_gate.weight": TensorKind.PER_LAYER_INP_GATE,
+    "per_layer_projection.weight": TensorKind.PER_LAYER_PROJ,
+    "post_per_layer_input_norm.weight": TensorKind.PER_LAYER_POST_NORM,
 }
 
 # Several HF tensors stacked along a new leading axis into one GGUF tensor.
 STACKED_TENSORS: dict[str, MODEL_TENSOR] = {
-    "altup_projections.{i}.weight": T.ALTUP_PROJ,
-    "altup_unembed_projections.{i}.weight": T.ALTUP_UNEMBD_PROJ,
+    "altup_projections.{i}.weight": TensorKind.ALTUP_PROJ,
+    "altup_unembed_projections.{i}.weight": TensorKind.ALTUP_UNEMBD_PROJ,
 }
 
 # Present in GGUF but absent from transformers-5 checkpoints for KV-shared layers: they
 # are never read by llama.cpp's graph, yet its loader requires them.
-SYNTHESISED_IF_ABSENT = (T.ATTN_K, T.ATTN_V, T.ATTN_K_NORM)
+SYNTHESISED_IF_ABSENT = (TensorKind.ATTN_K, TensorKind.ATTN_V, TensorKind.ATTN_K_NORM)
 
 # Written by llama.cpp only when the LM head is untied (the hard-token option of the
 # projector work); otherwise token_embd doubles as the output matrix.
-OPTIONAL_TENSORS = (T.OUTPUT,)
+OPTIONAL_TENSORS = (TensorKind.OUTPUT,)
 
 # Checkpoint tensors that are not part of the text GGUF, on purpose.
 NOT_IN_TEXT_GGUF = re.compile(

@@ -6,15 +6,15 @@ file (never written), so both take these definitions from here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
-from gguf import GGUFWriter, GGMLQuantizationType
+from gguf import GGUFWriter
+from gguf import GGMLQuantizationType as GGMLType
 
 from gemma3n_gguf.core.checkpoint import Checkpoint
 from gemma3n_gguf.core.encode import bf16_words_finite, encode_rows
 from gemma3n_gguf.core.errors import ConfigError, ConversionError
-from gemma3n_gguf.core.gguf_write import chunked_rows
 from gemma3n_gguf.model.config import TextConfig, llama_cpp_violations
 from gemma3n_gguf.model.metadata import add_text_metadata, model_name
 from gemma3n_gguf.model.sources import Copy, PadRows
@@ -62,16 +62,14 @@ def checked_bf16_words(ckpt: Checkpoint, t: PlannedTensor, start: int, stop: int
     return words
 
 
-def encoded_rows(ckpt: Checkpoint, t: PlannedTensor, start: int, stop: int) -> np.ndarray:
-    """Rows ``[start, stop)`` of ``t`` encoded as the converter writes them (bf16 to BF16 is
-    copied word for word, with no float round trip)."""
-    if t.qtype == GGMLQuantizationType.BF16 and is_bf16_copy(ckpt, t):
+def stored_type(ckpt: Checkpoint, t: PlannedTensor) -> GGMLType:
+    """The type the checkpoint holds ``t``'s values in (F32 for values computed here)."""
+    return GGMLType[t.source.raw_dtype(ckpt)]
+
+
+def encoded_rows(ckpt: Checkpoint, t: PlannedTensor, qtype: GGMLType, start: int, stop: int) -> np.ndarray:
+    """Rows ``[start, stop)`` (numpy axis 0) of ``t`` encoded as ``qtype``, as the converter
+    writes them (bf16 to BF16 is copied word for word, with no float round trip)."""
+    if qtype == GGMLType.BF16 and is_bf16_copy(ckpt, t):
         return checked_bf16_words(ckpt, t, start, stop)
-    return encode_rows(t.source.rows(ckpt, start, stop), t.qtype, t.name)
-
-
-def tensor_bytes(ckpt: Checkpoint, t: PlannedTensor) -> Iterator[np.ndarray]:
-    """The encoded bytes of one planned tensor, a row chunk at a time."""
-    row_elems = max(1, t.n_elements // t.shape[0])
-    for start, stop in chunked_rows(t.shape[0], row_elems * 4):
-        yield encoded_rows(ckpt, t, start, stop)
+    return encode_rows(t.source.rows(ckpt, start, stop), qtype, t.name)

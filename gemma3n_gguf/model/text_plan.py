@@ -1,4 +1,4 @@
-"""The text tensor plan: every GGUF tensor with its shape, source and target type.
+"""The text tensor plan: every GGUF tensor with its shape and source (its type is the engine's).
 
 Building the plan reads only checkpoint headers. It proves the name map complete in both
 directions (each checkpoint tensor is mapped or dropped on purpose, each tensor llama.cpp
@@ -7,40 +7,38 @@ requires is present or synthesised) and raises once with every problem listed.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from gguf import GGML_QUANT_SIZES, MODEL_TENSOR, GGMLQuantizationType
 
 from gemma3n_gguf.core.errors import ConfigError, TensorMappingError
-from gemma3n_gguf.core.gguf_write import SizedTensor
 from gemma3n_gguf.core.checkpoint import Checkpoint
 from gemma3n_gguf.model.config import TextConfig
 from gemma3n_gguf.model.names import (
     NOT_IN_TEXT_GGUF,
     SYNTHESISED_IF_ABSENT,
     TEXT_PREFIX,
-    T,
+    TensorKind,
     classify,
     expected_gguf_names,
     gguf_name,
 )
 from gemma3n_gguf.model.sources import BakedHardTokens, Constant, Copy, HardTokenEmbedder, PadRows, Source, Stack
 
-Q = GGMLQuantizationType
-
-# Tensors kept in F32 whatever the output type (as llama.cpp's converter and loader expect).
-ALWAYS_F32_KINDS = frozenset({T.ALTUP_CORRECT_COEF, T.ALTUP_PREDICT_COEF})
-OUTTYPES = {"f32": Q.F32, "f16": Q.F16, "bf16": Q.BF16, "q8_0": Q.Q8_0}
-
-
 @dataclass(frozen=True)
-class PlannedTensor(SizedTensor):
+class PlannedTensor:
+    """A GGUF tensor and where its values come from; its type is the engine's choice
+    (``engine.convert_rules`` for convert, llama-quantize's rules for quantize)."""
+
     name: str  # GGUF name
-    shape: tuple[int, ...]  # numpy (HF) order; GGUF stores it reversed
+    shape: tuple[int, ...]  # numpy (HF) order; GGUF stores it reversed (ggml order)
     source: Source
-    qtype: GGMLQuantizationType
-    kind: MODEL_TENSOR
+    kind: TensorKind
+
+    @property
+    def n_elements(self) -> int:
+        return math.prod(self.shape)
 
 
 @dataclass
@@ -49,32 +47,16 @@ class TextPlan:
     dropped: list[str] = field(default_factory=list)  # checkpoint tensors left out on purpose
     synthesised: list[str] = field(default_factory=list)  # GGUF tensors made up (shared K/V)
 
-    @property
-    def nbytes(self) -> int:
-        return sum(t.nbytes for t in self.tensors)
 
-
-def output_type(kind: MODEL_TENSOR, shape: tuple[int, ...], name: str, outtype: GGMLQuantizationType) -> GGMLQuantizationType:
-    """Norms, 1-D tensors and AltUp coefficients stay F32; rows that do not fill whole
-    quantization blocks fall back to F16."""
-    if len(shape) == 1 or name.endswith("_norm.weight") or kind in ALWAYS_F32_KINDS:
-        return Q.F32
-    block = GGML_QUANT_SIZES[outtype][0]
-    if shape[-1] % block:
-        return Q.F16
-    return outtype
-
-
-def build_text_plan(ckpt: Checkpoint, cfg: TextConfig, outtype: str = "f16", *, ple_pad_row0: bool = False,
+def build_text_plan(ckpt: Checkpoint, cfg: TextConfig, *, ple_pad_row0: bool = False,
                     exact_mm_tokens: bool = False) -> TextPlan:
     """``exact_mm_tokens`` bakes the multimodal hard tokens into ``token_embd``, fills the
     padded PLE rows with row 0 and writes an untied ``output.weight`` (see BakedHardTokens)."""
-    target = OUTTYPES[outtype]
     embedders = hard_token_embedders(ckpt, cfg) if exact_mm_tokens else ()
     ple_pad_row0 = ple_pad_row0 or exact_mm_tokens
     found: dict[str, Source] = {}
-    stacks: dict[MODEL_TENSOR, dict[int, str]] = defaultdict(dict)
-    kinds: dict[str, MODEL_TENSOR] = {}
+    stacks: dict[TensorKind, dict[int, str]] = defaultdict(dict)
+    kinds: dict[str, TensorKind] = {}
     unmapped, dropped, beyond = [], [], []
     for hf_name in sorted(ckpt.tensors):
         if NOT_IN_TEXT_GGUF.match(hf_name):
@@ -103,9 +85,9 @@ def build_text_plan(ckpt: Checkpoint, cfg: TextConfig, outtype: str = "f16", *, 
     expected = expected_gguf_names(cfg.num_layers)
     if embedders:
         # the baked rows must not leak into the LM head, which transformers ties to embed_tokens
-        found[gguf_name(T.OUTPUT)] = PadRows(TEXT_PREFIX + "embed_tokens.weight", cfg.vocab_size)
-        kinds[gguf_name(T.OUTPUT)] = T.OUTPUT
-        expected.add(gguf_name(T.OUTPUT))
+        found[gguf_name(TensorKind.OUTPUT)] = PadRows(TEXT_PREFIX + "embed_tokens.weight", cfg.vocab_size)
+        kinds[gguf_name(TensorKind.OUTPUT)] = TensorKind.OUTPUT
+        expected.add(gguf_name(TensorKind.OUTPUT))
     missing = sorted(expected - set(found))
     unmapped += sorted(set(found) - expected)  # a name-table slip: mapped to a name llama.cpp lacks
     if unmapped or missing or beyond:
@@ -114,17 +96,17 @@ def build_text_plan(ckpt: Checkpoint, cfg: TextConfig, outtype: str = "f16", *, 
     tensors = []
     for name in _ordered(found):
         shape = _shape_of(found[name], ckpt)
-        tensors.append(PlannedTensor(name, shape, found[name], output_type(kinds[name], shape, name, target), kinds[name]))
+        tensors.append(PlannedTensor(name, shape, found[name], kinds[name]))
     return TextPlan(tensors, dropped, synthesised)
 
 
-def _source_for(kind: MODEL_TENSOR, hf_name: str, cfg: TextConfig, ple_pad_row0: bool,
+def _source_for(kind: TensorKind, hf_name: str, cfg: TextConfig, ple_pad_row0: bool,
                 embedders: tuple[HardTokenEmbedder, ...]) -> Source:
-    if kind is T.TOKEN_EMBD and embedders:
+    if kind is TensorKind.TOKEN_EMBD and embedders:
         return BakedHardTokens(hf_name, cfg.vocab_size, cfg.hidden_size, embedders)
-    if kind is T.TOKEN_EMBD:
+    if kind is TensorKind.TOKEN_EMBD:
         return PadRows(hf_name, cfg.vocab_size)
-    if kind is T.PER_LAYER_TOKEN_EMBD:
+    if kind is TensorKind.PER_LAYER_TOKEN_EMBD:
         return PadRows(hf_name, cfg.vocab_size, fill_with_row0=ple_pad_row0)
     return Copy(hf_name)
 
@@ -150,10 +132,10 @@ def hard_token_embedders(ckpt: Checkpoint, cfg: TextConfig) -> tuple[HardTokenEm
     return tuple(found)
 
 
-def _synthesise_shared_kv(cfg: TextConfig, found: dict[str, Source], kinds: dict[str, MODEL_TENSOR]) -> list[str]:
+def _synthesise_shared_kv(cfg: TextConfig, found: dict[str, Source], kinds: dict[str, TensorKind]) -> list[str]:
     kv_dim = cfg.num_kv_heads * cfg.head_dim
-    shapes = {T.ATTN_K: ((kv_dim, cfg.hidden_size), 0.0), T.ATTN_V: ((kv_dim, cfg.hidden_size), 0.0),
-              T.ATTN_K_NORM: ((cfg.head_dim,), 1.0)}
+    shapes = {TensorKind.ATTN_K: ((kv_dim, cfg.hidden_size), 0.0), TensorKind.ATTN_V: ((kv_dim, cfg.hidden_size), 0.0),
+              TensorKind.ATTN_K_NORM: ((cfg.head_dim,), 1.0)}
     made = []
     for bid in range(cfg.first_shared_layer, cfg.num_layers):
         for kind in SYNTHESISED_IF_ABSENT:

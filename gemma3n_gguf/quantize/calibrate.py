@@ -27,7 +27,7 @@ import numpy as np
 
 from gemma3n_gguf.core.checkpoint import Checkpoint
 from gemma3n_gguf.model.config import LLAMA_CPP_KV_FROM_START
-from gemma3n_gguf.model.names import TEXT_PREFIX, T, classify, gguf_name
+from gemma3n_gguf.model.names import TEXT_PREFIX, TensorKind, classify, gguf_name
 from gemma3n_gguf.model.text_gguf import load_checked_config
 from gemma3n_gguf.core.errors import CheckpointError, QuantizationError
 from gemma3n_gguf.reference.runners import import_transformers, load_reference_model
@@ -140,7 +140,7 @@ def _attach(model: Any) -> tuple[dict[str, _Accumulator], list[str]]:
         if mapped is None:
             raise QuantizationError(f"no GGUF name for the text-model layer {module_name}")
         kind, bid, _ = mapped
-        if bid is not None and bid >= LLAMA_CPP_KV_FROM_START and kind in (T.ATTN_K, T.ATTN_V):
+        if bid is not None and bid >= LLAMA_CPP_KV_FROM_START and kind in (TensorKind.ATTN_K, TensorKind.ATTN_V):
             continue  # present in older transformers, never run by llama.cpp
         accumulator = _Accumulator(module.in_features)
         module.register_forward_pre_hook(accumulator.hook)
@@ -148,5 +148,5 @@ def _attach(model: Any) -> tuple[dict[str, _Accumulator], list[str]]:
     n_layers = 1 + max((int(_LAYER_MODULE.match(n).group(2)) for n, _ in model.named_modules()
                         if _LAYER_MODULE.match(n)), default=-1)
     skipped = [gguf_name(kind, bid) for bid in range(LLAMA_CPP_KV_FROM_START, n_layers)
-               for kind in (T.ATTN_K, T.ATTN_V)]
+               for kind in (TensorKind.ATTN_K, TensorKind.ATTN_V)]
     return accumulators, skipped

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from gguf import GGMLQuantizationType as Q
 
+from gemma3n_gguf.convert.text import plan_conversion
 from gemma3n_gguf.core.checkpoint import Checkpoint
 from gemma3n_gguf.model.config import TextConfig
 from gemma3n_gguf.model.names import expected_gguf_names
@@ -14,9 +15,9 @@ from gemma3n_gguf.model.sources import Constant, PadRows, Stack
 pytestmark = pytest.mark.slow
 
 
-def _plan(directory, outtype="f16"):
+def _plan(directory):
     ckpt = Checkpoint(directory)
-    return ckpt, build_text_plan(ckpt, TextConfig.from_hf(ckpt.config), outtype)
+    return ckpt, build_text_plan(ckpt, TextConfig.from_hf(ckpt.config))
 
 
 @pytest.mark.parametrize("style", ["transformers5", "google"])
@@ -46,7 +47,7 @@ def test_sources_and_shapes(tiny_text_checkpoint):
 
 
 def test_types_follow_llama_cpp(tiny_text_checkpoint):
-    _, plan = _plan(tiny_text_checkpoint, "q8_0")
+    _, plan = plan_conversion(tiny_text_checkpoint, outtype="q8_0")
     types = {t.name: t.qtype for t in plan.tensors}
     assert types["blk.0.attn_norm.weight"] == Q.F32
     assert types["blk.0.altup_correct_coef.weight"] == Q.F32

@@ -120,6 +120,7 @@ def convert_text_and_mmproj(
     mmproj_type: str = "f16",
     force: bool = False,
     exact_mm_tokens: bool = True,
+    threads: int | None = None,
     on_progress: Progress | None = None,
 ) -> tuple[ConversionResult, MmprojResult]:
     """The text GGUF at ``output`` and the projector beside it (``mmproj-<model>-<TYPE>.gguf``).
@@ -135,7 +136,7 @@ def convert_text_and_mmproj(
                             mmproj_type=mmproj_type, on_progress=on_progress)
     try:
         text = convert(ckpt_dir, text_dest, outtype=outtype, force=force, exact_mm_tokens=exact_mm_tokens,
-                       on_progress=on_progress)
+                       threads=threads, on_progress=on_progress)
     except BaseException:
         mmproj.path.unlink(missing_ok=True)
         raise

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from gguf import MODEL_TENSOR, TENSOR_NAMES
 
-T = MODEL_TENSOR
+TensorKind = MODEL_TENSOR
 
 VISION_PREFIX = "model.vision_tower.timm_model."
 AUDIO_PREFIX = "model.audio_tower."
@@ -51,18 +51,18 @@ def _name(kind: MODEL_TENSOR, suffix: str = ".weight", **ids: int) -> str:
 # -- vision -----------------------------------------------------------------------------
 
 VISION_GLOBALS: dict[str, tuple[str, Role]] = {
-    VISION_PREFIX + "conv_stem.conv.weight": (_name(T.V_ENC_CONV_STEM), Role.STEM_CONV),
-    VISION_PREFIX + "conv_stem.conv.bias": (_name(T.V_ENC_CONV_STEM, ".bias"), Role.CHANNEL_VECTOR),
-    VISION_PREFIX + "conv_stem.bn.weight": (_name(T.V_ENC_CONV_STEM_NORM), Role.VECTOR),
-    VISION_PREFIX + "msfa.ffn.pw_exp.conv.weight": (_name(T.V_ENC_MSFA_EXP), Role.CONV),
-    VISION_PREFIX + "msfa.ffn.pw_exp.bn.weight": (_name(T.V_ENC_MSFA_EXP_NORM), Role.VECTOR),
-    VISION_PREFIX + "msfa.ffn.pw_proj.conv.weight": (_name(T.V_ENC_MSFA_PROJ), Role.CONV),
-    VISION_PREFIX + "msfa.ffn.pw_proj.bn.weight": (_name(T.V_ENC_MSFA_PROJ_NORM), Role.VECTOR),
-    VISION_PREFIX + "msfa.norm.weight": (_name(T.V_ENC_MSFA_NORM), Role.VECTOR),
-    "model.embed_vision.embedding.weight": (_name(T.V_MM_EMBEDDING), Role.MATRIX),
-    "model.embed_vision.hard_embedding_norm.weight": (_name(T.V_MM_HARD_EMB_NORM), Role.VECTOR),
-    "model.embed_vision.soft_embedding_norm.weight": (_name(T.V_MM_SOFT_EMB_NORM), Role.VECTOR),
-    "model.embed_vision.embedding_projection.weight": (_name(T.V_MM_INP_PROJ), Role.INPUT_PROJECTION),
+    VISION_PREFIX + "conv_stem.conv.weight": (_name(TensorKind.V_ENC_CONV_STEM), Role.STEM_CONV),
+    VISION_PREFIX + "conv_stem.conv.bias": (_name(TensorKind.V_ENC_CONV_STEM, ".bias"), Role.CHANNEL_VECTOR),
+    VISION_PREFIX + "conv_stem.bn.weight": (_name(TensorKind.V_ENC_CONV_STEM_NORM), Role.VECTOR),
+    VISION_PREFIX + "msfa.ffn.pw_exp.conv.weight": (_name(TensorKind.V_ENC_MSFA_EXP), Role.CONV),
+    VISION_PREFIX + "msfa.ffn.pw_exp.bn.weight": (_name(TensorKind.V_ENC_MSFA_EXP_NORM), Role.VECTOR),
+    VISION_PREFIX + "msfa.ffn.pw_proj.conv.weight": (_name(TensorKind.V_ENC_MSFA_PROJ), Role.CONV),
+    VISION_PREFIX + "msfa.ffn.pw_proj.bn.weight": (_name(TensorKind.V_ENC_MSFA_PROJ_NORM), Role.VECTOR),
+    VISION_PREFIX + "msfa.norm.weight": (_name(TensorKind.V_ENC_MSFA_NORM), Role.VECTOR),
+    "model.embed_vision.embedding.weight": (_name(TensorKind.V_MM_EMBEDDING), Role.MATRIX),
+    "model.embed_vision.hard_embedding_norm.weight": (_name(TensorKind.V_MM_HARD_EMB_NORM), Role.VECTOR),
+    "model.embed_vision.soft_embedding_norm.weight": (_name(TensorKind.V_MM_SOFT_EMB_NORM), Role.VECTOR),
+    "model.embed_vision.embedding_projection.weight": (_name(TensorKind.V_MM_INP_PROJ), Role.INPUT_PROJECTION),
 }
 
 BLOCK_TEMPLATE = "v.blk.{stage}.{block}.{suffix}"
@@ -126,43 +126,43 @@ def block_position(hf_name: str) -> tuple[int, int, str] | None:
 # -- audio ------------------------------------------------------------------------------
 
 AUDIO_GLOBALS: dict[str, tuple[str, Role]] = {
-    AUDIO_PREFIX + "subsample_conv_projection.input_proj_linear.weight": (_name(T.A_ENC_OUT), Role.INPUT_PROJECTION),
-    "model.embed_audio.embedding.weight": (_name(T.A_MM_EMBEDDING), Role.MATRIX),
-    "model.embed_audio.hard_embedding_norm.weight": (_name(T.A_MM_HARD_EMB_NORM), Role.VECTOR),
-    "model.embed_audio.soft_embedding_norm.weight": (_name(T.A_MM_SOFT_EMB_NORM), Role.VECTOR),
-    "model.embed_audio.embedding_projection.weight": (_name(T.A_MM_INP_PROJ), Role.INPUT_PROJECTION),
+    AUDIO_PREFIX + "subsample_conv_projection.input_proj_linear.weight": (_name(TensorKind.A_ENC_OUT), Role.INPUT_PROJECTION),
+    "model.embed_audio.embedding.weight": (_name(TensorKind.A_MM_EMBEDDING), Role.MATRIX),
+    "model.embed_audio.hard_embedding_norm.weight": (_name(TensorKind.A_MM_HARD_EMB_NORM), Role.VECTOR),
+    "model.embed_audio.soft_embedding_norm.weight": (_name(TensorKind.A_MM_SOFT_EMB_NORM), Role.VECTOR),
+    "model.embed_audio.embedding_projection.weight": (_name(TensorKind.A_MM_INP_PROJ), Role.INPUT_PROJECTION),
 }
 
 # Sub-sampling convolutions, one pair per entry of ``sscp_conv_channel_size``.
 AUDIO_SSCP: dict[str, tuple[MODEL_TENSOR, Role]] = {
-    "subsample_conv_projection.conv_{bid}.conv.weight": (T.A_ENC_CONV1D, Role.AUDIO_CONV),
-    "subsample_conv_projection.conv_{bid}.norm.weight": (T.A_ENC_CONV1D_NORM, Role.VECTOR),
+    "subsample_conv_projection.conv_{bid}.conv.weight": (TensorKind.A_ENC_CONV1D, Role.AUDIO_CONV),
+    "subsample_conv_projection.conv_{bid}.norm.weight": (TensorKind.A_ENC_CONV1D_NORM, Role.VECTOR),
 }
 
 # Suffix under ``conformer.{bid}.`` -> (GGUF kind, role).
 AUDIO_LAYER: dict[str, tuple[MODEL_TENSOR, Role]] = {
-    "attention.pre_attn_norm.weight": (T.A_ENC_INPUT_NORM, Role.VECTOR),
-    "attention.attn.q_proj.weight": (T.A_ENC_ATTN_Q, Role.MATRIX),
-    "attention.attn.k_proj.weight": (T.A_ENC_ATTN_K, Role.MATRIX),
-    "attention.attn.v_proj.weight": (T.A_ENC_ATTN_V, Role.MATRIX),
-    "attention.attn.per_dim_scale": (T.A_ENC_PER_DIM_SCALE, Role.VECTOR),  # a bare Parameter
-    "attention.attn.relative_position_embedding.pos_proj.weight": (T.A_ENC_LINEAR_POS, Role.MATRIX),
-    "attention.post.weight": (T.A_ENC_OUTPUT, Role.MATRIX),
-    "attention.post_norm.weight": (T.A_ENC_OUTPUT_NORM, Role.VECTOR),
-    "ffw_layer_start.pre_layer_norm.weight": (T.A_ENC_FFN_NORM, Role.VECTOR),
-    "ffw_layer_start.ffw_layer_1.weight": (T.A_ENC_FFN_UP, Role.MATRIX),
-    "ffw_layer_start.ffw_layer_2.weight": (T.A_ENC_FFN_DOWN, Role.MATRIX),
-    "ffw_layer_start.post_layer_norm.weight": (T.A_ENC_FFN_POST_NORM, Role.VECTOR),
-    "ffw_layer_end.pre_layer_norm.weight": (T.A_ENC_FFN_NORM_1, Role.VECTOR),
-    "ffw_layer_end.ffw_layer_1.weight": (T.A_ENC_FFN_UP_1, Role.MATRIX),
-    "ffw_layer_end.ffw_layer_2.weight": (T.A_ENC_FFN_DOWN_1, Role.MATRIX),
-    "ffw_layer_end.post_layer_norm.weight": (T.A_ENC_FFN_POST_NORM_1, Role.VECTOR),
-    "lconv1d.pre_layer_norm.weight": (T.A_ENC_CONV_NORM, Role.VECTOR),
-    "lconv1d.linear_start.weight": (T.A_ENC_CONV_PW1, Role.MATRIX),
-    "lconv1d.depthwise_conv1d.weight": (T.A_ENC_CONV_DW, Role.AUDIO_CONV),
-    "lconv1d.conv_norm.weight": (T.A_ENC_NORM_CONV, Role.VECTOR),
-    "lconv1d.linear_end.weight": (T.A_ENC_CONV_PW2, Role.MATRIX),
-    "norm.weight": (T.A_ENC_LAYER_PRE_NORM, Role.VECTOR),
+    "attention.pre_attn_norm.weight": (TensorKind.A_ENC_INPUT_NORM, Role.VECTOR),
+    "attention.attn.q_proj.weight": (TensorKind.A_ENC_ATTN_Q, Role.MATRIX),
+    "attention.attn.k_proj.weight": (TensorKind.A_ENC_ATTN_K, Role.MATRIX),
+    "attention.attn.v_proj.weight": (TensorKind.A_ENC_ATTN_V, Role.MATRIX),
+    "attention.attn.per_dim_scale": (TensorKind.A_ENC_PER_DIM_SCALE, Role.VECTOR),  # a bare Parameter
+    "attention.attn.relative_position_embedding.pos_proj.weight": (TensorKind.A_ENC_LINEAR_POS, Role.MATRIX),
+    "attention.post.weight": (TensorKind.A_ENC_OUTPUT, Role.MATRIX),
+    "attention.post_norm.weight": (TensorKind.A_ENC_OUTPUT_NORM, Role.VECTOR),
+    "ffw_layer_start.pre_layer_norm.weight": (TensorKind.A_ENC_FFN_NORM, Role.VECTOR),
+    "ffw_layer_start.ffw_layer_1.weight": (TensorKind.A_ENC_FFN_UP, Role.MATRIX),
+    "ffw_layer_start.ffw_layer_2.weight": (TensorKind.A_ENC_FFN_DOWN, Role.MATRIX),
+    "ffw_layer_start.post_layer_norm.weight": (TensorKind.A_ENC_FFN_POST_NORM, Role.VECTOR),
+    "ffw_layer_end.pre_layer_norm.weight": (TensorKind.A_ENC_FFN_NORM_1, Role.VECTOR),
+    "ffw_layer_end.ffw_layer_1.weight": (TensorKind.A_ENC_FFN_UP_1, Role.MATRIX),
+    "ffw_layer_end.ffw_layer_2.weight": (TensorKind.A_ENC_FFN_DOWN_1, Role.MATRIX),
+    "ffw_layer_end.post_layer_norm.weight": (TensorKind.A_ENC_FFN_POST_NORM_1, Role.VECTOR),
+    "lconv1d.pre_layer_norm.weight": (TensorKind.A_ENC_CONV_NORM, Role.VECTOR),
+    "lconv1d.linear_start.weight": (TensorKind.A_ENC_CONV_PW1, Role.MATRIX),
+    "lconv1d.depthwise_conv1d.weight": (TensorKind.A_ENC_CONV_DW, Role.AUDIO_CONV),
+    "lconv1d.conv_norm.weight": (TensorKind.A_ENC_NORM_CONV, Role.VECTOR),
+    "lconv1d.linear_end.weight": (TensorKind.A_ENC_CONV_PW2, Role.MATRIX),
+    "norm.weight": (TensorKind.A_ENC_LAYER_PRE_NORM, Role.VECTOR),
 }
 
 _AUDIO_LAYER_RE = re.compile(r"^" + re.escape(AUDIO_PREFIX) + r"conformer\.(\d+)\.(.+)$")
