@@ -7,8 +7,14 @@ from typing import Annotated
 
 import typer
 
-from gemma3n_gguf.cli.console import console, print_json
+from gemma3n_gguf.cli.console import console, err_console, print_json
 from gemma3n_gguf.cli.options import JsonOpt
+
+TargetOpt = Annotated[str, typer.Option(
+    "--target", help="Runtime profile: llama.cpp (llama-quantize's exact output), ollama (PLE table in a type "
+                     "Ollama's GPU path gathers rows from: F16 unless the scheme's own is one, Q8_0 with "
+                     "--ple-type Q8_0; keys typed as its readers expect) or lmstudio (publisher/model/ layout "
+                     "with mmproj-*.gguf beside the model). Choices are printed and recorded in the GGUF.")]
 
 ParamOpt = Annotated[list[str] | None, typer.Option(
     "--param", help="NAME=VALUE Ollama PARAMETER (repeatable); checked against Ollama's names and value types "
@@ -39,3 +45,9 @@ def modelfile_cmd(
     for what, choice in modelfile.notes.items():
         console.print(f"  {what}: {choice}", highlight=False)
     console.print(f"  run: ollama create NAME -f {path}", highlight=False)
+
+
+def print_target_choices(target: str, choices: tuple[str, ...]) -> None:
+    """The profile's choices, on stderr so that --json output stays one document."""
+    if target != "llama.cpp" or choices:
+        err_console.print(f"--target {target}: " + ("; ".join(choices) or "no type changes"), highlight=False)

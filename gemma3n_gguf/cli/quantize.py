@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from gemma3n_gguf.cli.console import byte_progress, console, err_console, human_bytes, phase_progress, print_json
 from gemma3n_gguf.cli.options import CheckpointArg, JsonOpt, QuantizeExactMmTokensOpt
+from gemma3n_gguf.cli.package import TargetOpt, print_target_choices
 
 TypeOpt = Annotated[str | None, typer.Option(help="A ggml type: Q8_0, Q6_K, Q4_K, F16, ...")]
 
@@ -32,9 +33,11 @@ def quantize_cmd(
     exact_mm_tokens: QuantizeExactMmTokensOpt = False,
     threads: Annotated[int | None, typer.Option(help="Kernel threads (default: all cores).")] = None,
     dry_run: Annotated[bool, typer.Option(help="Show the plan (types, sizes, PLE share); write nothing.")] = False,
+    target: TargetOpt = "llama.cpp",
     json_out: JsonOpt = False,
 ) -> None:
     """Quantize a checkpoint in one pass (or requantize a GGUF), byte-identical to llama-quantize."""
+    from gemma3n_gguf.package.profiles import get_profile, target_quantization
     from gemma3n_gguf.quantize.onepass import plan_quantization, quantize
     from gemma3n_gguf.quantize.recipes import load_recipe, resolve_options
 
@@ -44,13 +47,17 @@ def quantize_cmd(
     scheme_, options = resolve_options(chosen, scheme=scheme, tensor_type=tensor_type or (),
                                        token_embedding_type=token_embedding_type, ple_type=ple_type,
                                        output_tensor_type=output_tensor_type, pure=pure)
-    common = dict(scheme=scheme_, options=options, imatrix=imatrix, allow_requantize=allow_requantize,
-                  intermediate=intermediate, force=force, exact_mm_tokens=exact_mm_tokens)
+    opening = dict(intermediate=intermediate, force=force, exact_mm_tokens=exact_mm_tokens)
+    targeted = target_quantization(get_profile(target), source, scheme=scheme_, options=options, imatrix=imatrix,
+                                   allow_requantize=allow_requantize, **opening)
+    print_target_choices(target, targeted.choices)
+    common = dict(scheme=scheme_, options=targeted.options, imatrix=imatrix, allow_requantize=allow_requantize,
+                  **opening)
     if dry_run:
-        _print_quantize_outcome(plan_quantization(source, **common), None, json_out)
+        _print_quantize_outcome(plan_quantization(targeted.source, **common), None, json_out)
         return
     with byte_progress(f"quantizing {scheme_.name}", enabled=not json_out) as progress:
-        result = quantize(source, output, threads=threads, on_progress=progress, **common)
+        result = quantize(targeted.source, output, threads=threads, on_progress=progress, **common)
     _print_quantize_outcome(result.plan, result, json_out)
 
 
