@@ -3,6 +3,9 @@
 gguf-py's ``GGUFWriter`` writes the header, key-values and tensor infos; we append the
 data ourselves in chunks (with GGUF's alignment padding) so no tensor is ever held whole.
 The file is written to a temporary sibling and renamed into place on success.
+
+Shapes at this boundary are in numpy order (outermost dimension first), as gguf-py's writer
+takes them; the planners (engine/) work in ggml order and reverse once, when they build jobs.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ class TensorLike(Protocol):
 
 
 class SizedTensor:
-    """Element and byte counts of a tensor with a numpy-order ``shape`` and a ``qtype``."""
+    """Element and byte counts of a tensor with a ``shape`` (either order) and a ``qtype``: the
+    one definition the plans, the pipeline's jobs and the writer share."""
 
     shape: tuple[int, ...]
     qtype: GGMLQuantizationType
