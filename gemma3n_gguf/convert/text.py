@@ -14,6 +14,7 @@ from pathlib import Path
 
 from gguf import GGUFWriter
 
+from gemma3n_gguf.core.atomic import refuse_input_as_output
 from gemma3n_gguf.core.ggml import thread_count
 from gemma3n_gguf.core.gguf_write import Progress, write_gguf
 from gemma3n_gguf.engine.fileplan import PlannedOutput, QuantizationPlan
@@ -86,6 +87,7 @@ def convert(
     """
     src, plan = plan_conversion(checkpoint_dir, outtype=outtype, force=force, exact_mm_tokens=exact_mm_tokens)
     dest = Path(output) if output else default_output(src.ckpt.directory, src.name, outtype)
+    refuse_input_as_output(dest, [src.ckpt.directory])
     n_threads = thread_count(threads)
     # the converter writes every dimension of the numpy shape (ggml order reversed), as
     # convert_hf_to_gguf.py does; each row piece is encoded by the input itself (convert=False)

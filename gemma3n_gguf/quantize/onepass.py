@@ -18,6 +18,7 @@ import numpy as np
 from gguf import GGUFWriter
 
 from gemma3n_gguf.core.errors import QuantizationError
+from gemma3n_gguf.core.atomic import refuse_input_as_output
 from gemma3n_gguf.core.gguf_write import Progress, write_gguf
 from gemma3n_gguf.engine.fileplan import PlannedOutput, QuantizationPlan
 from gemma3n_gguf.core.ggml import thread_count
@@ -58,7 +59,7 @@ class _Prepared:
 
 
 def plan_quantization(
-    source: str | os.PathLike[str],
+    source: str | os.PathLike[str] | QuantizeInput,
     *,
     scheme: str | Scheme = "Q4_K_M",
     options: PlanOptions = PlanOptions(),
@@ -74,7 +75,7 @@ def plan_quantization(
 
 
 def quantize(
-    source: str | os.PathLike[str],
+    source: str | os.PathLike[str] | QuantizeInput,
     output: str | os.PathLike[str] | None = None,
     *,
     scheme: str | Scheme = "Q4_K_M",
@@ -104,7 +105,7 @@ def quantize(
                         dict(intermediate=intermediate, force=force, exact_mm_tokens=exact_mm_tokens))
     plan, src = prepared.plan, prepared.input
     dest = Path(output) if output is not None else src.default_output(plan.scheme.name)
-    _check_destination(dest, source)
+    _check_destination(dest, [src.label] + ([imatrix] if imatrix is not None else []))
     n_threads = thread_count(threads)
     jobs = [TensorJob(t.name, t.written_shape, t.qtype, t.converted, prepared.imatrix_values.get(t.name))
             for t in plan.tensors]
@@ -123,7 +124,8 @@ def _prepare(source, scheme, options: PlanOptions, imatrix_path, allow_requantiz
     scheme = get_scheme(scheme)
     imatrix = _load_imatrix(imatrix_path)
     options = replace(options, has_imatrix=imatrix is not None)
-    src = open_input(source, **input_options)
+    # an input opened by the caller (a MatFormer slice: slice/gguf.py) is taken as it is
+    src = open_input(source, **input_options) if isinstance(source, (str, os.PathLike)) else source
     tensors = src.tensors
     choices = plan_types(tensors, scheme, options)
     _check_requantize(src, tensors, choices, allow_requantize)
@@ -180,9 +182,7 @@ def _check_requantize(src: QuantizeInput, tensors: Sequence[TensorInfo], choices
             "or pass --allow-requantize to do it anyway")
 
 
-def _check_destination(dest: Path, source: str | os.PathLike[str]) -> None:
-    src = Path(source)
-    if src.is_file() and dest.exists() and dest.resolve() == src.resolve():
-        raise QuantizationError(f"the output {dest} is the input file; choose another path with -o")
+def _check_destination(dest: Path, inputs: Sequence[str | os.PathLike[str]]) -> None:
+    refuse_input_as_output(dest, inputs, QuantizationError)
     if dest.is_dir():
         raise QuantizationError(f"the output {dest} is a directory; give a file name such as {dest / 'model.gguf'}")

@@ -18,6 +18,7 @@ import numpy as np
 from gguf import GGUFWriter
 
 from gemma3n_gguf.core.errors import ConfigError
+from gemma3n_gguf.core.atomic import refuse_input_as_output
 from gemma3n_gguf.core.gguf_write import Progress, write_gguf
 from gemma3n_gguf.core.checkpoint import Checkpoint
 from gemma3n_gguf.core.encode import encode_rows
@@ -98,6 +99,7 @@ def convert_mmproj(
         warnings.append("the checkpoint has no audio tower weights: the projector holds vision only")
     name = model_name(ckpt.directory, ckpt.config)
     dest = Path(output) if output else default_mmproj_output(ckpt.directory, name, mmproj_type)
+    refuse_input_as_output(dest, [ckpt.directory])
 
     def metadata(w: GGUFWriter) -> None:
         add_mmproj_metadata(w, cfg, plan, name=name, mmproj_type=mmproj_type)
