@@ -1,5 +1,8 @@
 """The peer tools we measure against: llama.cpp's reference converter, from the same
-llama-cpp-python 0.3.36 sdist whose runtime we target (fetched from PyPI with pip)."""
+llama-cpp-python 0.3.36 sdist whose runtime we target (fetched from PyPI with pip).
+
+    python bench/peers.py        # fetch the pinned sdist into the cache once (tests never download)
+"""
 
 from __future__ import annotations
 
@@ -15,11 +18,18 @@ CACHE = Path(os.environ.get("GEMMA3N_GGUF_CACHE", Path.home() / ".cache" / "gemm
 _WANTED = ("vendor/llama.cpp/convert_hf_to_gguf.py", "vendor/llama.cpp/conversion/", "vendor/llama.cpp/gguf-py/")
 
 
-def llama_cpp_tree() -> Path:
-    """``vendor/llama.cpp`` of the sdist (only the converter and gguf-py are unpacked)."""
+class PeerMissing(RuntimeError):
+    pass
+
+
+def llama_cpp_tree(download: bool = True) -> Path:
+    """``vendor/llama.cpp`` of the sdist (only the converter and gguf-py are unpacked); fetched
+    with pip on first use unless ``download`` is false."""
     root = CACHE / "llama_cpp_python-0.3.36" / "vendor" / "llama.cpp"
     if (root / "convert_hf_to_gguf.py").is_file():
         return root
+    if not download:
+        raise PeerMissing(f"llama.cpp's converter is not in {CACHE}: run `python bench/peers.py` to fetch {SDIST}")
     CACHE.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
         subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
@@ -34,3 +44,7 @@ def llama_cpp_tree() -> Path:
 def reference_convert_command(checkpoint: Path, out: Path, outtype: str) -> list[str]:
     script = llama_cpp_tree() / "convert_hf_to_gguf.py"
     return [sys.executable, str(script), str(checkpoint), "--outtype", outtype, "--outfile", str(out)]
+
+
+if __name__ == "__main__":
+    print(llama_cpp_tree())

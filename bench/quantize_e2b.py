@@ -1,4 +1,5 @@
-"""Quantize the e2b-shape checkpoint to Q4_K_M three ways in one run, and print them side by side:
+"""Quantize the e2b-shape checkpoint to Q4_K_M three ways, side by side in one run, REPEAT times,
+and record every run in bench/results/quantize_e2b.json:
 
 1. ours: ``gemma3n-gguf quantize CHECKPOINT --scheme Q4_K_M`` (one pass, no intermediate file);
 2. llama.cpp's two steps: ``convert_hf_to_gguf.py --outtype bf16`` (from the llama-cpp-python 0.3.36
@@ -6,45 +7,99 @@
 3. the kernel floor: the time ggml's kernels alone need for the same tensors and types (real rows
    of each tensor, all cores, no reading or writing).
 
-    python bench/quantize_e2b.py [--workdir DIR] [--scheme Q4_K_M] [--keep]
+    python bench/quantize_e2b.py [--repeat 3] [--preset e2b-shape] [--scheme Q4_K_M] [--keep]
 
 Ours runs with ``--intermediate bf16`` (default of ``--intermediate`` here): it then writes what
 ``convert --outtype bf16`` + llama-quantize writes, the same computation as the two steps, so the
 tensors llama-quantize keeps (AltUp, LAuReL, per_layer_model_proj) are BF16 in both files. With
 ``--intermediate f32`` they are F32 in ours and only their values are compared.
 
-Each step runs alone as a child process (wall time, peak RSS of that process). At the end the two
-output files are compared tensor by tensor.
+Each step runs alone as a child process. After the first repeat the two quantized files are
+compared tensor by tensor. The reference converter needs about 20 GiB of RAM.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from rich.console import Console
-from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).parent))
-from convert_e2b import ensure_checkpoint  # noqa: E402
-from measure import Measurement, run_measured  # noqa: E402
+from harness import bench_parser, ensure_checkpoint, warm_page_cache, write_results  # noqa: E402
+from measure import run_measured  # noqa: E402
 from peers import reference_convert_command  # noqa: E402
+from report import render_results  # noqa: E402
 
-console = Console()
+BENCH = "quantize_e2b"
+OURS = "gemma3n-gguf quantize --scheme {scheme} --intermediate {intermediate} (one pass)"
+CONVERT = "llama.cpp convert_hf_to_gguf.py --outtype bf16"
+LLAMA_Q = "then llama_model_quantize {scheme}, all cores"
+FLOOR = "kernel floor (kernels only)"
 
 LLAMA_QUANTIZE = """
 import ctypes, sys, llama_cpp
-from gemma3n_gguf.quantize.schemes import get_scheme
+from gemma3n_gguf.engine.schemes import get_scheme
 params = llama_cpp.llama_model_quantize_default_params()
 params.ftype = int(get_scheme(sys.argv[3]).ftype)
 params.nthread = 0  # all cores (std::thread::hardware_concurrency)
 sys.exit(llama_cpp.llama_model_quantize(sys.argv[1].encode(), sys.argv[2].encode(), ctypes.byref(params)))
 """
+
+
+def main() -> None:
+    parser = bench_parser(__doc__, default_preset="e2b-shape")
+    parser.add_argument("--scheme", default="Q4_K_M")
+    parser.add_argument("--intermediate", default="bf16", choices=("f32", "f16", "bf16"))
+    parser.add_argument("--keep", action="store_true", help="keep the quantized files of the last repeat")
+    parser.add_argument("--kernel-floor", type=Path, help=argparse.SUPPRESS)  # child mode
+    args = parser.parse_args()
+    if args.kernel_floor:
+        print(json.dumps({"seconds": kernel_floor(args.kernel_floor, args.scheme)}))
+        return
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    ckpt = ensure_checkpoint(args.workdir, args.preset)
+    warm_page_cache(ckpt)
+    ours_out, theirs_out = args.workdir / f"ours-{args.scheme}.gguf", args.workdir / f"reference-{args.scheme}.gguf"
+    runs, checks = [], {"scheme": args.scheme, "intermediate": args.intermediate}
+    for repeat in range(args.repeat):
+        runs += one_round(args, ckpt, repeat, ours_out, theirs_out)
+        if repeat == 0 and ours_out.exists() and theirs_out.exists():
+            checks["tensors"] = compare_outputs(ours_out, theirs_out)
+        if not args.keep or repeat + 1 < args.repeat:
+            ours_out.unlink(missing_ok=True)
+            theirs_out.unlink(missing_ok=True)
+    path = write_results(BENCH, args, runs, checks)
+    print(render_results(json.loads(path.read_text())), f"\nwrote {path}", sep="\n")
+
+
+def one_round(args: argparse.Namespace, ckpt: Path, repeat: int, ours_out: Path, theirs_out: Path) -> list[dict]:
+    """Ours, llama.cpp's two steps, then the kernel floor: one measured child process each."""
+    work, scheme = args.workdir, args.scheme
+    bf16_out = work / "reference-bf16.gguf"
+
+    def measured(label: str, cmd: list[str], log: str, output: Path | None):
+        print(f"[{repeat + 1}/{args.repeat}] {label}", flush=True)
+        return run_measured(label, cmd, str(work / log), output=output)
+
+    ours = measured(OURS.format(scheme=scheme, intermediate=args.intermediate),
+                    [sys.executable, "-m", "gemma3n_gguf", "quantize", str(ckpt), "-o", str(ours_out),
+                     "--scheme", scheme, "--intermediate", args.intermediate, "--json"], "ours-quantize.log", ours_out)
+    convert = measured(CONVERT, reference_convert_command(ckpt, bf16_out, "bf16"), "reference-convert.log", bf16_out)
+    llama_q = measured(LLAMA_Q.format(scheme=scheme),
+                       [sys.executable, "-c", LLAMA_QUANTIZE, str(bf16_out), str(theirs_out), scheme],
+                       "reference-quantize.log", theirs_out)
+    bf16_out.unlink(missing_ok=True)
+    floor = measured(FLOOR, [sys.executable, __file__, "--kernel-floor", str(ckpt), "--scheme", scheme],
+                     "kernel-floor.log", None)
+    kernel_s = None
+    if floor.returncode == 0:
+        kernel_s = json.loads((work / "kernel-floor.log").read_text().strip().splitlines()[-1])["seconds"]
+    return [ours.record("ours", repeat), convert.record("peer_convert", repeat),
+            llama_q.record("peer_quantize", repeat), floor.record("kernel_floor", repeat, kernel_s=kernel_s)]
 
 
 def kernel_floor(checkpoint: Path, scheme: str) -> float:
@@ -71,20 +126,13 @@ def kernel_floor(checkpoint: Path, scheme: str) -> float:
     return total
 
 
-def warm_page_cache(checkpoint: Path) -> None:
-    """Read the checkpoint once so that no run pays for a cold disk the others do not."""
-    for path in sorted(checkpoint.glob("*.safetensors")):
-        with open(path, "rb") as f:
-            while f.read(64 << 20):
-                pass
-
-
 def compare_outputs(ours: Path, theirs: Path) -> dict:
     from gguf import GGUFReader
     from gguf import GGMLQuantizationType as T
 
     a, b = ({t.name: t for t in GGUFReader(p).tensors} for p in (ours, theirs))
-    result = {"same_names": set(a) == set(b), "identical": 0, "same_values_other_type": 0, "different": []}
+    result = {"tensors": len(a), "only_ours": sorted(a.keys() - b.keys()), "only_reference": sorted(b.keys() - a.keys()),
+              "identical": 0, "same_values_other_type": 0, "different": []}
     for name in sorted(set(a) & set(b)):
         x, y = a[name], b[name]
         if x.tensor_type == y.tensor_type and np.array_equal(np.asarray(x.data).view(np.uint8), np.asarray(y.data).view(np.uint8)):
@@ -103,72 +151,6 @@ def _floats(tensor) -> np.ndarray:
     if T(tensor.tensor_type) == T.BF16:
         return (data.view(np.uint16).astype(np.uint32) << 16).view(np.float32).reshape(-1)
     return data.astype(np.float32).reshape(-1)
-
-
-def _measured(label: str, cmd: list[str], log: Path, output: Path | None) -> Measurement:
-    console.print(f"[bold]running[/bold] {label}")
-    return run_measured(label, cmd, str(log), output=output)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workdir", type=Path, default=Path("bench/.work"))
-    parser.add_argument("--preset", default="e2b-shape")
-    parser.add_argument("--scheme", default="Q4_K_M")
-    parser.add_argument("--intermediate", default="bf16", choices=("f32", "f16", "bf16"))
-    parser.add_argument("--keep", action="store_true", help="keep the output files")
-    parser.add_argument("--kernel-floor", type=Path, help=argparse.SUPPRESS)  # child mode
-    args = parser.parse_args()
-    if args.kernel_floor:
-        print(json.dumps({"seconds": kernel_floor(args.kernel_floor, args.scheme)}))
-        return
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    ckpt = ensure_checkpoint(args.workdir, args.preset)
-    work = args.workdir
-    ours_out, bf16_out, theirs_out = (work / f"ours-{args.scheme}.gguf", work / "reference-bf16.gguf",
-                                      work / f"reference-{args.scheme}.gguf")
-    warm_page_cache(ckpt)
-    ours = _measured(f"gemma3n-gguf quantize (one pass, --intermediate {args.intermediate})", [sys.executable, "-m", "gemma3n_gguf", "quantize", str(ckpt),
-                     "-o", str(ours_out), "--scheme", args.scheme, "--intermediate", args.intermediate, "--json"],
-                     work / "ours-quantize.log", ours_out)
-    convert = _measured("convert_hf_to_gguf.py --outtype bf16", reference_convert_command(ckpt, bf16_out, "bf16"),
-                        work / "reference-convert.log", bf16_out)
-    llama_q = _measured("llama_model_quantize (all cores)",
-                        [sys.executable, "-c", LLAMA_QUANTIZE, str(bf16_out), str(theirs_out), args.scheme],
-                        work / "reference-quantize.log", theirs_out)
-    bf16_out.unlink(missing_ok=True)
-    floor_run = _measured("kernel floor", [sys.executable, __file__, "--kernel-floor", str(ckpt), "--scheme", args.scheme],
-                          work / "kernel-floor.log", None)
-    floor = json.loads((work / "kernel-floor.log").read_text().strip().splitlines()[-1])["seconds"]
-    comparison = compare_outputs(ours_out, theirs_out) if ours.returncode == llama_q.returncode == 0 else None
-    report(ours, convert, llama_q, floor, floor_run, comparison)
-    if not args.keep:
-        ours_out.unlink(missing_ok=True)
-        theirs_out.unlink(missing_ok=True)
-
-
-def report(ours: Measurement, convert: Measurement, llama_q: Measurement, floor: float, floor_run: Measurement,
-           comparison: dict | None) -> None:
-    table = Table("run", "exit", "wall time (s)", "peak RSS (GiB)", "output (GiB)",
-                  title=f"e2b-shape -> quantized GGUF, one run, {os.cpu_count()} cores")
-
-    def size(m: Measurement) -> str:
-        return f"{m.output_bytes / 2**30:.3f}" if m.output_bytes else "-"
-
-    for m in (ours, convert, llama_q):
-        table.add_row(m.label, str(m.returncode), f"{m.seconds:.1f}", f"{m.peak_rss_gib:.2f}", size(m))
-    two_steps = convert.seconds + llama_q.seconds
-    table.add_row("[bold]llama.cpp two steps (total)", str(convert.returncode or llama_q.returncode), f"{two_steps:.1f}",
-                  f"{max(convert.peak_rss_gib, llama_q.peak_rss_gib):.2f}", size(llama_q), end_section=True)
-    table.add_row("kernel floor (kernels only)", str(floor_run.returncode), f"{floor:.1f}", "-", "-")
-    console.print(table)
-    console.print(f"ours / kernel floor: {ours.seconds / floor:.3f} (target <= 1.10); "
-                  f"two steps / ours: {two_steps / ours.seconds:.2f}x; ours peak RSS {ours.peak_rss_gib:.2f} GiB "
-                  "(target <= 2 GiB)")
-    if comparison is not None:
-        console.print(f"tensors: same names {comparison['same_names']}; identical bytes {comparison['identical']}; "
-                      f"same values in another float type {comparison['same_values_other_type']}; "
-                      f"different {len(comparison['different'])} {comparison['different'][:5]}")
 
 
 if __name__ == "__main__":

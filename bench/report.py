@@ -1,0 +1,196 @@
+"""Render the README's benchmark sections from the results files under bench/results/: per tool,
+the median of the repeats with their min-max, and the machine and command that produced them.
+
+    python bench/report.py            # rewrite README.md between <!-- bench:NAME --> markers
+    python bench/report.py --check    # exit 1 if README.md disagrees with the results files
+
+Only ``NAME.json`` (the real-size preset) is rendered; smoke runs on tiny presets are written as
+``NAME.PRESET.json`` and never reach the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import re
+import statistics
+import sys
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = ROOT / "bench" / "results"
+README = ROOT / "README.md"
+
+# How to produce each results file (printed where none is recorded yet, and in bench/README.md).
+COMMANDS = {
+    "convert_e2b": "python bench/convert_e2b.py --repeat 3 --compare",
+    "quantize_e2b": "python bench/quantize_e2b.py --repeat 3",
+}
+# The memory columns every table has: (header, run field).
+MEMORY = (("peak RSS", "peak_rss_bytes"), ("anonymous", "peak_rss_anon_bytes"), ("file-backed", "peak_rss_file_bytes"))
+
+
+def spread(values: list[float], fmt: Callable[[float], str]) -> str:
+    """Median, then (min-max) when the repeats differ."""
+    if not values:
+        return "-"
+    low, mid, high = min(values), statistics.median(values), max(values)
+    return fmt(mid) if low == high else f"{fmt(mid)} ({fmt(low)}-{fmt(high)})"
+
+
+def seconds(value: float) -> str:
+    return f"{value:.1f} s"
+
+
+def gib(value: float) -> str:
+    return f"{value / 2**30:.2f} GiB"
+
+
+def mib(value: float) -> str:
+    return f"{value / 2**20:.1f} MiB"
+
+
+def size_unit(values: list[float]) -> Callable[[float], str]:
+    """One unit per cell: GiB from 1 GiB up, MiB below."""
+    return gib if values and statistics.median(values) >= 2**30 else mib
+
+
+def row(label: str, runs: list[dict], wall: list[float] | None = None) -> str:
+    """One table row: the successful runs' median (min-max) of every measure."""
+    ok = [r for r in runs if r["exit"] == 0]
+    cells = [label, f"{len(ok)}/{len(runs)}", spread(wall if wall is not None else [r["wall_s"] for r in ok], seconds)]
+    for _, field in MEMORY:
+        values = [r[field] for r in ok]
+        cells.append(spread(values, size_unit(values)))
+    outputs = [r["output_bytes"] for r in ok if r["output_bytes"] is not None]
+    cells.append(spread(outputs, size_unit(outputs)))
+    return "| " + " | ".join(cells) + " |"
+
+
+def table(rows: list[str]) -> list[str]:
+    headers = ["run", "ok", "wall time", *(h for h, _ in MEMORY), "output"]
+    return ["| " + " | ".join(headers) + " |", "|---|---:|" + "---:|" * (len(headers) - 2), *rows]
+
+
+def by_role(results: dict, role: str) -> list[dict]:
+    return [r for r in results["runs"] if r["role"] == role]
+
+
+def label_of(runs: list[dict]) -> str:
+    return f"`{runs[0]['tool']}`" if runs else "-"
+
+
+def median_wall(runs: list[dict]) -> float | None:
+    ok = [r["wall_s"] for r in runs if r["exit"] == 0]
+    return statistics.median(ok) if ok else None
+
+
+def machine_line(results: dict) -> str:
+    m, build = results["machine"], results["machine"]["llama_cpp"]
+    return (f"Recorded {results['date']} with `{results['command']}` (repeats: {results['repeat']}, "
+            f"preset `{results['preset']}`) on {m['cpu_model']}, {m['usable_cores']} cores, "
+            f"{m['memory_bytes'] / 2**30:.1f} GiB, {m['os']}, Python {m['python']}; llama-cpp-python "
+            f"{build['version']} ({build['ggml_library']}, {build['compiler']}, {build['system_info']}). "
+            "Cells: median of the repeats (min-max); peak RSS is the kernel's high-water mark, anonymous "
+            "and file-backed are sampled peaks (bench/measure.py).")
+
+
+def tensors_line(checks: dict, what: str) -> str:
+    t = checks.get("tensors")
+    if not t:
+        return f"The two {what} files were not compared in this run."
+    if not t["different"] and not t["only_ours"] and not t["only_reference"]:
+        same = t.get("same_values_other_type", 0)
+        extra = f"; {same} hold the same values in another float type" if same else ""
+        return f"All {t['tensors']} tensors of the two {what} files are identical (names, types, shapes, bytes){extra}."
+    return (f"The two {what} files differ: {len(t['different'])} tensors, {len(t['only_ours'])} only in ours, "
+            f"{len(t['only_reference'])} only in the reference.")
+
+
+def render_convert(results: dict) -> list[str]:
+    ours, peer = by_role(results, "ours"), by_role(results, "peer_convert")
+    lines = table([row(label_of(ours), ours), row(label_of(peer) + " (0.3.36 sdist)", peer)])
+    lines += ["", tensors_line(results["checks"], "bf16")]
+    if median_wall(ours) and median_wall(peer):
+        lines[-1] += f" Ours takes {median_wall(ours) / median_wall(peer):.2f}x the reference's median wall time."
+    return lines
+
+
+def render_quantize(results: dict) -> list[str]:
+    ours, floor = by_role(results, "ours"), by_role(results, "kernel_floor")
+    convert, quantize = by_role(results, "peer_convert"), by_role(results, "peer_quantize")
+    steps = [_two_steps(c, q) for c, q in zip(convert, quantize)]
+    floor_ok = [r for r in floor if r["exit"] == 0 and r.get("kernel_s") is not None]
+    lines = table([
+        row(label_of(ours), ours), row(label_of(convert), convert), row(label_of(quantize), quantize),
+        row("llama.cpp two steps, total", steps),
+        f"| kernel floor (ggml's kernels alone) | {len(floor_ok)}/{len(floor)} | "
+        f"{spread([r['kernel_s'] for r in floor_ok], seconds)} | | | | |",
+    ])
+    lines += ["", tensors_line(results["checks"], results["checks"].get("scheme", "quantized"))]
+    one_pass, two = median_wall(ours), median_wall(steps)
+    if one_pass and two and floor_ok:
+        kernels = statistics.median(r["kernel_s"] for r in floor_ok)
+        lines[-1] += (f" One pass takes {one_pass / kernels:.2f}x the kernel floor and is {two / one_pass:.2f}x "
+                      "faster than the two steps (medians).")
+    return lines
+
+
+def _two_steps(convert: dict, quantize: dict) -> dict:
+    """Both of llama.cpp's steps of one repeat as one run: times add, peaks are the larger one."""
+    merged = {"exit": convert["exit"] or quantize["exit"], "wall_s": convert["wall_s"] + quantize["wall_s"],
+              "output_bytes": quantize["output_bytes"]}
+    merged.update({field: max(convert[field], quantize[field]) for _, field in MEMORY})
+    return merged
+
+
+RENDERERS: dict[str, Callable[[dict], list[str]]] = {"convert_e2b": render_convert, "quantize_e2b": render_quantize}
+
+
+def render(bench: str, results_dir: Path = RESULTS_DIR) -> str:
+    path = results_dir / f"{bench}.json"
+    if not path.is_file():
+        return (f"No results recorded yet: run `{COMMANDS[bench]}` on a quiet machine, "
+                "then `python bench/report.py`.")
+    return render_results(json.loads(path.read_text()))
+
+
+def render_results(results: dict) -> str:
+    """One results file as the README shows it."""
+    return "\n".join([machine_line(results), "", *RENDERERS[results["bench"]](results)])
+
+
+def update_readme(text: str, results_dir: Path = RESULTS_DIR) -> str:
+    """``text`` with every ``<!-- bench:NAME -->`` section re-rendered from its results file."""
+    def section(match: re.Match) -> str:
+        return f"{match.group(1)}\n{render(match.group(2), results_dir)}\n{match.group(3)}"
+
+    return re.sub(r"(<!-- bench:(\w+) -->)\n.*?\n?(<!-- /bench:\2 -->)", section, text, flags=re.S)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="only compare; exit 1 if the README is stale")
+    parser.add_argument("--readme", type=Path, default=README)
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    args = parser.parse_args()
+    current = args.readme.read_text()
+    rendered = update_readme(current, args.results_dir)
+    if rendered == current:
+        print(f"{args.readme}: benchmark sections up to date")
+        return 0
+    if args.check:
+        sys.stdout.writelines(difflib.unified_diff(current.splitlines(True), rendered.splitlines(True),
+                                                   str(args.readme), "rendered"))
+        return 1
+    from gemma3n_gguf.core.atomic import write_text_atomically
+
+    write_text_atomically(args.readme, rendered)
+    print(f"{args.readme}: benchmark sections rewritten")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""bench/report.py: the README's benchmark sections are what the committed results files render to."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import report
+
+ROOT = Path(__file__).resolve().parent.parent
+GIB = 2**30
+
+
+def test_readme_agrees_with_committed_results():
+    readme = (ROOT / "README.md").read_text()
+    for bench in report.RENDERERS:
+        assert f"<!-- bench:{bench} -->" in readme and f"<!-- /bench:{bench} -->" in readme
+    assert report.update_readme(readme) == readme, "README is stale: run `python bench/report.py`"
+
+
+def _run(role, repeat, wall, anon_gib, file_gib, output=None, exit=0, **extra):
+    return {"tool": f"tool {role}", "role": role, "repeat": repeat, "exit": exit, "wall_s": wall,
+            "peak_rss_bytes": int((anon_gib + file_gib) * GIB), "peak_rss_anon_bytes": int(anon_gib * GIB),
+            "peak_rss_file_bytes": int(file_gib * GIB), "output_bytes": output, **extra}
+
+
+def _results(bench, runs, checks):
+    machine = {"cpu_model": "Test CPU", "usable_cores": 2, "memory_bytes": 24 * GIB, "os": "Linux", "python": "3.11.7",
+               "llama_cpp": {"version": "0.3.36", "ggml_library": "libggml-cpu.so.0.25.3", "compiler": "GCC 12",
+                             "system_info": "CPU : AVX2 = 1"}}
+    return {"schema": 1, "bench": bench, "source": "measured", "date": "2030-01-01T00:00:00+00:00",
+            "command": f"python bench/{bench}.py --repeat 3", "preset": "e2b-shape", "repeat": 3,
+            "machine": machine, "runs": runs, "checks": checks}
+
+
+SAME = {"tensors": 727, "only_ours": [], "only_reference": [], "identical": 727, "different": []}
+
+
+def test_convert_table_shows_median_and_range_of_successful_runs():
+    runs = [_run("ours", 0, 30.0, 0.25, 0.5, 8 * GIB), _run("ours", 1, 10.0, 0.75, 0.5, 8 * GIB),
+            _run("ours", 2, 20.0, 0.5, 0.5, 8 * GIB),
+            _run("peer_convert", 0, 80.0, 18.0, 0.5, 8 * GIB), _run("peer_convert", 1, 60.0, 17.0, 0.5, 8 * GIB),
+            _run("peer_convert", 2, 1.0, 0.1, 0.1, None, exit=1)]
+    text = report.render_results(_results("convert_e2b", runs, {"tensors": SAME}))
+    assert "| `tool ours` | 3/3 | 20.0 s (10.0 s-30.0 s) | 1.00 GiB (0.75 GiB-1.25 GiB) " \
+           "| 512.0 MiB (256.0 MiB-768.0 MiB) | 512.0 MiB | 8.00 GiB |" in text
+    assert "| `tool peer_convert` (0.3.36 sdist) | 2/3 | 70.0 s (60.0 s-80.0 s) | 18.00 GiB (17.50 GiB-18.50 GiB) " \
+           "| 17.50 GiB (17.00 GiB-18.00 GiB) | 512.0 MiB | 8.00 GiB |" in text
+    assert "All 727 tensors of the two bf16 files are identical" in text
+    assert "Ours takes 0.29x the reference's median wall time." in text
+    assert "on Test CPU, 2 cores, 24.0 GiB" in text and "`python bench/convert_e2b.py --repeat 3`" in text
+
+
+def test_quantize_table_adds_the_two_steps_per_repeat_and_the_kernel_floor():
+    runs = []
+    for repeat, (ours, conv, quant, kernels) in enumerate([(110, 70, 120, 100), (100, 75, 110, 104), (120, 80, 115, 98)]):
+        runs += [_run("ours", repeat, ours, 0.2, 0.0, 3 * GIB), _run("peer_convert", repeat, conv, 20.0, 0.5, 8 * GIB),
+                 _run("peer_quantize", repeat, quant, 9.0, 1.0, 3 * GIB),
+                 _run("kernel_floor", repeat, kernels + 5, 0.1, 0.0, None, kernel_s=kernels)]
+    text = report.render_results(_results("quantize_e2b", runs, {"scheme": "Q4_K_M", "tensors": SAME}))
+    # two steps per repeat: 190, 185, 195 s; memory is the larger step's
+    assert "| llama.cpp two steps, total | 3/3 | 190.0 s (185.0 s-195.0 s) | 20.50 GiB | 20.00 GiB | 1.00 GiB " \
+           "| 3.00 GiB |" in text
+    assert "| kernel floor (ggml's kernels alone) | 3/3 | 100.0 s (98.0 s-104.0 s) |" in text
+    assert "One pass takes 1.10x the kernel floor and is 1.73x faster than the two steps" in text
+    assert "All 727 tensors of the two Q4_K_M files are identical" in text
+
+
+def test_without_results_the_section_says_how_to_produce_them(tmp_path):
+    text = report.render("quantize_e2b", tmp_path)
+    assert "No results recorded yet" in text and "`python bench/quantize_e2b.py --repeat 3`" in text
+
+
+def test_report_command_rewrites_a_stale_readme_and_check_catches_it(tmp_path):
+    results_dir = tmp_path / "results"
+    results_dir.mkdir()
+    runs = [_run("ours", 0, 29.1, 0.2, 0.06, 8.31 * GIB), _run("peer_convert", 0, 73.2, 18.0, 0.58, 8.31 * GIB)]
+    (results_dir / "convert_e2b.json").write_text(json.dumps(_results("convert_e2b", runs, {})))
+    readme = tmp_path / "README.md"
+    readme.write_text("# title\n\n<!-- bench:convert_e2b -->\nold table\n<!-- /bench:convert_e2b -->\n\nafter\n")
+
+    def command(*extra):
+        return subprocess.run([sys.executable, str(ROOT / "bench" / "report.py"), "--readme", str(readme),
+                               "--results-dir", str(results_dir), *extra], capture_output=True, text=True)
+
+    stale = command("--check")
+    assert stale.returncode == 1 and "-old table" in stale.stdout
+    assert command().returncode == 0
+    text = readme.read_text()
+    assert text.startswith("# title\n\n<!-- bench:convert_e2b -->\nRecorded 2030-01-01") and text.endswith("\n\nafter\n")
+    assert "| 29.1 s |" in text and "old table" not in text
+    assert command("--check").returncode == 0

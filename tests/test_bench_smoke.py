@@ -1,0 +1,75 @@
+"""Every bench script runs end to end on a tiny checkpoint (--repeat 1) and records a complete
+results file, under the tiny preset's own name so it can never pass for the real-size figures.
+
+The peer converter comes from the pinned sdist in the cache (`python bench/peers.py` fetches it
+once; this test never downloads)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import peers
+import pytest
+import report
+from harness import RESULT_FIELDS, RUN_FIELDS
+
+ROOT = Path(__file__).resolve().parent.parent
+PRESET = "tiny-text"
+MACHINE_FIELDS = ("cpu_model", "logical_cores", "usable_cores", "memory_bytes", "os", "python", "packages", "llama_cpp")
+BUILD_FIELDS = ("version", "ggml_library", "compiler", "wheel", "system_info")
+# bench script -> (extra options, the roles of the runs of one repeat)
+BENCHES = {
+    "convert_e2b": (["--compare"], ("ours", "peer_convert")),
+    "quantize_e2b": ([], ("ours", "peer_convert", "peer_quantize", "kernel_floor")),
+}
+
+
+@pytest.fixture(scope="module")
+def bench_dirs(tmp_path_factory) -> tuple[Path, Path]:
+    try:
+        peers.llama_cpp_tree(download=False)
+    except peers.PeerMissing as missing:
+        pytest.fail(str(missing))
+    root = tmp_path_factory.mktemp("bench")
+    return root / "work", root / "results"  # one workdir: the checkpoint is built once for both scripts
+
+
+@pytest.mark.parametrize("bench", BENCHES)
+def test_bench_script_records_every_field(bench, bench_dirs):
+    workdir, results_dir = bench_dirs
+    options, roles = BENCHES[bench]
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / f"{bench}.py"), "--repeat", "1", "--preset", PRESET,
+                           "--workdir", str(workdir), "--results-dir", str(results_dir), *options],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not (results_dir / f"{bench}.json").exists()
+    results = json.loads((results_dir / f"{bench}.{PRESET}.json").read_text())
+
+    assert set(RESULT_FIELDS) <= results.keys()
+    assert (results["bench"], results["preset"], results["repeat"], results["source"]) == (bench, PRESET, 1, "measured")
+    assert f"bench/{bench}.py --repeat 1 --preset {PRESET}" in results["command"]
+    machine = results["machine"]
+    assert all(machine[field] for field in MACHINE_FIELDS)
+    assert all(machine["llama_cpp"][field] for field in BUILD_FIELDS)
+    assert "AVX" in machine["llama_cpp"]["system_info"] or "NEON" in machine["llama_cpp"]["system_info"]
+
+    assert [run["role"] for run in results["runs"]] == list(roles)
+    for run in results["runs"]:
+        assert set(RUN_FIELDS) <= run.keys()
+        assert run["exit"] == 0 and run["wall_s"] > 0, (run["tool"], _logs(workdir))
+        anon, file = run["peak_rss_anon_bytes"], run["peak_rss_file_bytes"]
+        # each tool is one process, so neither sampled peak exceeds its high-water mark (a python
+        # interpreter alone holds megabytes of both kinds)
+        assert 2**20 < anon <= run["peak_rss_bytes"] < 2**34 and 2**20 < file <= run["peak_rss_bytes"]
+    outputs = {run["role"]: run["output_bytes"] for run in results["runs"]}
+    assert outputs["ours"] > 2**20 and outputs["peer_convert"] > 2**20
+    tensors = results["checks"]["tensors"]
+    assert tensors["identical"] == tensors["tensors"] > 0 and not tensors["different"]
+    assert "| `gemma3n-gguf " in report.render_results(results)
+
+
+def _logs(workdir: Path) -> str:
+    return "\n".join(f"== {log.name}\n{log.read_text()[-2000:]}" for log in sorted(workdir.glob("*.log")))
