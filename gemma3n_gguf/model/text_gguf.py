@@ -37,7 +37,7 @@ def load_checked_config(ckpt: Checkpoint, force: bool) -> tuple[TextConfig, list
 
 def text_metadata(ckpt: Checkpoint, cfg: TextConfig, plan: TextPlan, outtype: str) -> Callable[[GGUFWriter], None]:
     """The key-values ``convert --outtype <outtype>`` writes (the quantizer reproduces them)."""
-    vocab = read_vocab(ckpt.directory, cfg.vocab_size)
+    vocab = read_vocab(ckpt.directory, cfg.vocab_size, ckpt.config)
     name = model_name(ckpt.directory, ckpt.config)
     name_or_path = str(ckpt.config.get("_name_or_path", ""))
     hub_id = name_or_path if "/" in name_or_path else None

@@ -3,8 +3,13 @@
 Gemma 3n uses llama.cpp's SentencePiece tokenizer (``tokenizer.ggml.model = "llama"``): the
 token list, scores and types come from ``tokenizer.model``, padded to the model's full
 ``vocab_size`` (262400, not the 262144 pieces of ``vocab_size_per_layer_input``), and the
-``added_tokens_decoder`` of ``tokenizer_config.json`` overrides ids, as the reference
-converter's ``_set_vocab_sentencepiece`` does.
+added tokens override ids, as the reference converter's ``_set_vocab_sentencepiece`` does.
+
+Added tokens live where transformers put them when it saved the tokenizer: 4.x writes
+``added_tokens_decoder`` into ``tokenizer_config.json``; 5.x writes them only into
+``tokenizer.json``'s ``added_tokens``. Both are read (they must agree), and the multimodal
+markers must sit at the ids ``config.json`` gives them: a vocabulary with ``[PAD262144]`` where
+``<end_of_image>`` belongs converts, but mtmd and the chat template cannot find the token.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from gemma3n_gguf.core.errors import CheckpointError
 
 TOKENIZER_MODEL = "tokenizer.model"
 TOKENIZER_CONFIG = "tokenizer_config.json"
+TOKENIZER_JSON = "tokenizer.json"
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
 
 PAD_SCORE = -10000.0  # ids the tokenizer does not fill: "[PAD<id>]", never produced
@@ -82,13 +88,29 @@ class Vocab:
         return len(self.tokens)
 
 
-def read_vocab(directory: str | Path, vocab_size: int) -> Vocab:
-    """Read ``directory``'s tokenizer files into a vocabulary of exactly ``vocab_size`` tokens."""
+# config.json id key -> (tokenizer_config.json key naming the token, the token Gemma 3n ships)
+MULTIMODAL_TOKENS: dict[str, tuple[str, str]] = {
+    "boi_token_id": ("boi_token", "<start_of_image>"),
+    "eoi_token_id": ("eoi_token", "<end_of_image>"),
+    "image_token_id": ("image_token", "<image_soft_token>"),
+    "boa_token_id": ("boa_token", "<start_of_audio>"),
+    "eoa_token_id": ("eoa_token", "<end_of_audio>"),
+    "audio_token_id": ("audio_token", "<audio_soft_token>"),
+}
+
+
+def read_vocab(directory: str | Path, vocab_size: int, model_config: dict | None = None) -> Vocab:
+    """Read ``directory``'s tokenizer files into a vocabulary of exactly ``vocab_size`` tokens.
+
+    ``model_config`` (config.json) is checked for multimodal token ids the vocabulary agrees with.
+    """
     directory = Path(directory)
     model = read_spm_model(directory / TOKENIZER_MODEL)
     config = _read_tokenizer_config(directory / TOKENIZER_CONFIG)
     pieces = [_spm_piece(piece) for piece in model.pieces]
-    tokens, scores, token_types = assemble_vocab(pieces, added_tokens(config), vocab_size)
+    added = merge_added_tokens(tokenizer_json_added_tokens(directory / TOKENIZER_JSON), added_tokens(config))
+    tokens, scores, token_types = assemble_vocab(pieces, added, vocab_size)
+    check_multimodal_ids(tokens, model_config or {}, config)
     ids = _SpecialIds(tokens, model.trainer_spec, config)
     chat_template, named_templates = _read_chat_templates(directory, config)
     return Vocab(
@@ -141,7 +163,7 @@ def assemble_vocab(
     for token in added:
         if not 0 <= token.id < vocab_size:
             raise CheckpointError(
-                f"{TOKENIZER_CONFIG} adds token {token.content!r} with id {token.id}, outside the "
+                f"the tokenizer adds token {token.content!r} with id {token.id}, outside the "
                 f"model's vocab_size {vocab_size}: the tokenizer does not belong to this checkpoint"
             )
         if token.special:
@@ -163,6 +185,49 @@ def added_tokens(tokenizer_config: dict) -> list[AddedToken]:
         ]
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{TOKENIZER_CONFIG} has a malformed added_tokens_decoder: {exc!r}") from exc
+
+
+def tokenizer_json_added_tokens(path: Path) -> list[AddedToken]:
+    """The ``added_tokens`` of a fast tokenizer's ``tokenizer.json`` (none if there is no file)."""
+    if not path.is_file():
+        return []
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8")).get("added_tokens") or []
+        return [AddedToken(int(e["id"]), str(e["content"]), bool(e.get("special", False))) for e in entries]
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path} has malformed added_tokens: {exc!r}") from exc
+
+
+def merge_added_tokens(from_json: list[AddedToken], from_config: list[AddedToken]) -> list[AddedToken]:
+    """One token per id from both files; an id the two files fill differently is refused."""
+    merged = {token.id: token for token in from_json}
+    for token in from_config:
+        other = merged.setdefault(token.id, token)
+        if other.content != token.content:
+            raise CheckpointError(
+                f"{TOKENIZER_JSON} and {TOKENIZER_CONFIG} disagree on added token {token.id} "
+                f"({other.content!r} vs {token.content!r}): the tokenizer files come from different models")
+    return [merged[i] for i in sorted(merged)]
+
+
+def check_multimodal_ids(tokens: list[str], model_config: dict, tokenizer_config: dict) -> None:
+    """Refuse a vocabulary whose multimodal markers are not at the ids config.json gives them."""
+    wrong = []
+    for id_key, (token_key, default) in MULTIMODAL_TOKENS.items():
+        token_id = model_config.get(id_key)
+        if not isinstance(token_id, int):
+            continue
+        expected = tokenizer_config.get(token_key) if isinstance(tokenizer_config.get(token_key), str) else default
+        found = tokens[token_id] if 0 <= token_id < len(tokens) else "nothing (outside the vocabulary)"
+        if found != expected:
+            wrong.append(f"{id_key} {token_id} is {found!r}, not {expected!r}")
+    if wrong:
+        raise CheckpointError(
+            "the tokenizer disagrees with config.json on multimodal tokens (" + "; ".join(wrong) + "): "
+            f"its added tokens are missing from {TOKENIZER_CONFIG} and {TOKENIZER_JSON}, or it belongs to "
+            "another model; copy the tokenizer files of the original release")
 
 
 def write_vocab(writer: gguf.GGUFWriter, vocab: Vocab) -> None:
