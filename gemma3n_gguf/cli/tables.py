@@ -11,7 +11,7 @@ from gemma3n_gguf.validate.gate.baseline import GateResult
 from gemma3n_gguf.validate.multimodal.media import MediaParity
 from gemma3n_gguf.validate.report import ValidationReport
 from gemma3n_gguf.core.stats import Estimate
-from gemma3n_gguf.validate.sweep.run import SweepResult
+from gemma3n_gguf.validate.sweep.result import SweepResult
 
 _KLD_LEVELS = ("max", "99.9", "99", "95", "90", "median")
 

@@ -5,13 +5,10 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from gemma3n_gguf.core.atomic import atomic_path, write_text_atomically
 from gemma3n_gguf.validate.report import ValidationReport
-
-if TYPE_CHECKING:
-    from gemma3n_gguf.validate.sweep.run import SweepResult, SweepRow
+from gemma3n_gguf.validate.sweep.result import SweepResult, SweepRow
 
 MIB = 1024 * 1024
 
