@@ -57,6 +57,14 @@ class VisionConfig:
 class AudioConfig:
     config: dict[str, Any]  # the HF audio_config, keys as transformers names them
     feature_extractor: dict[str, Any]  # Gemma3nAudioFeatureExtractor settings
+    defaulted: tuple[str, ...] = ()  # settings preprocessor_config.json lacks, filled as transformers does
+
+    def defaults_warning(self) -> str | None:
+        if not self.defaulted:
+            return None
+        values = ", ".join(f"{name}={self.feature_extractor[name]!r}" for name in self.defaulted)
+        return (f"{PREPROCESSOR_FILE} lacks audio feature extractor settings; using transformers' "
+                f"Gemma3nAudioFeatureExtractor defaults, as transformers does: {values}")
 
 
 @dataclass(frozen=True)
@@ -89,7 +97,8 @@ def read_projector_config(directory: Path, config: dict, *, with_audio: bool) ->
     processor = read_json(processor_path) if processor_path.is_file() else {}
     audio = None
     if with_audio:
-        audio = AudioConfig(_need_dict(config, "audio_config"), feature_extractor_settings(preprocessor))
+        settings, defaulted = feature_extractor_settings(preprocessor)
+        audio = AudioConfig(_need_dict(config, "audio_config"), settings, defaulted)
     return ProjectorConfig(int(text["hidden_size"]), _vision(vision, preprocessor, processor, config), audio)
 
 
@@ -137,15 +146,26 @@ FEATURE_EXTRACTOR_FIELDS = (
 NULLABLE_FEATURE_FIELDS = ("per_bin_mean", "per_bin_stddev")
 
 
-def feature_extractor_settings(preprocessor: dict) -> dict[str, Any]:
-    missing = [f for f in FEATURE_EXTRACTOR_FIELDS if f not in preprocessor]
-    if missing:
-        raise ConfigError(
-            f"{PREPROCESSOR_FILE} lacks the audio feature extractor settings {', '.join(missing)}; "
-            "copy the file from the original model repository"
-        )
+def feature_extractor_settings(preprocessor: dict) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The extractor's settings, and the names of those the file lacks (filled as transformers does)."""
     fields = FEATURE_EXTRACTOR_FIELDS + NULLABLE_FEATURE_FIELDS
-    return {f: preprocessor.get(f) for f in fields}
+    missing = tuple(f for f in FEATURE_EXTRACTOR_FIELDS if f not in preprocessor)
+    if not missing:
+        return {f: preprocessor.get(f) for f in fields}, ()
+    # transformers builds the extractor from the file's keys and its own defaults: so do we
+    from transformers.models.gemma3n.feature_extraction_gemma3n import Gemma3nAudioFeatureExtractor
+
+    try:
+        extractor = Gemma3nAudioFeatureExtractor.from_dict(dict(preprocessor))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{PREPROCESSOR_FILE} has audio settings transformers cannot use: {exc}") from exc
+    values = {f: preprocessor[f] if f in preprocessor else _plain(getattr(extractor, f)) for f in fields}
+    return values, missing
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-like value from what the extractor holds (numpy scalars and arrays)."""
+    return value.tolist() if hasattr(value, "tolist") else value
 
 
 # -- what llama.cpp cannot run ----------------------------------------------------------

@@ -97,6 +97,8 @@ def convert_mmproj(
     warnings = list(plan.warnings)
     if cfg.audio is None:
         warnings.append("the checkpoint has no audio tower weights: the projector holds vision only")
+    elif cfg.audio.defaults_warning():
+        warnings.append(cfg.audio.defaults_warning())
     name = model_name(ckpt.directory, ckpt.config)
     dest = Path(output) if output else default_mmproj_output(ckpt.directory, name, mmproj_type)
     refuse_input_as_output(dest, [ckpt.directory])
