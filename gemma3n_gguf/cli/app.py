@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from gemma3n_gguf.cli import checkpoints, convert, package, quantize, validate
 from gemma3n_gguf.cli.console import err_console
+from gemma3n_gguf.cli.slice import slice_cmd
 from gemma3n_gguf.core.errors import Gemma3nGGUFError
 from gemma3n_gguf.core.extras import require_extra
 
@@ -33,10 +34,12 @@ COMMANDS = (
     ("sweep", validate.sweep_cmd),
     ("quantize", quantize.quantize_cmd),
     ("imatrix", quantize.imatrix_cmd),
+    ("slice", slice_cmd),
     ("modelfile", package.modelfile_cmd),
+    ("package", package.package_cmd),
 )
 # Commands that run the transformers reference; without the extra they print its install line.
-NEEDS_REFERENCE_EXTRA = frozenset({"make-checkpoint", "demo", "validate", "check", "sweep", "imatrix"})
+NEEDS_REFERENCE_EXTRA = frozenset({"make-checkpoint", "demo", "validate", "check", "sweep", "imatrix", "modelfile", "package"})
 
 
 def _requiring(extra: str, name: str, function):

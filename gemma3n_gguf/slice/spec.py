@@ -121,3 +121,14 @@ def slice_request(cfg: TextConfig, *, config: str | None = None, ffn_widths: str
         raise ConfigError("the CSV row already lists the skipped layers; drop --skip-layers")
     skipped = spec.skipped if spec.skipped is not None else parse_layer_list(skip_layers or "")
     return SliceRequest(spec.widths, skipped, spec.name)
+
+
+def compact_widths(widths: tuple[int, ...]) -> str:
+    """The compact form of a width list (``256*4,512,256*30``): what --ffn-widths reads back."""
+    runs: list[list[int]] = []
+    for w in widths:
+        if runs and runs[-1][0] == w:
+            runs[-1][1] += 1
+        else:
+            runs.append([w, 1])
+    return ",".join(f"{w}*{n}" if n > 1 else str(w) for w, n in runs)
