@@ -8,9 +8,11 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from gguf import GGUFReader, GGUFValueType
+from gguf import GGUFValueType
 
-from gemma3n_gguf.core.errors import GGUFFileError
+from gemma3n_gguf.core.gguf_read import GGUFFile, open_gguf
+
+__all__ = ["GGUFSummary", "field_value", "open_gguf", "summarize"]
 
 # First matching prefix names the group a tensor's bytes are counted in.
 GROUPS: tuple[tuple[str, str], ...] = (
@@ -24,6 +26,8 @@ GROUPS: tuple[tuple[str, str], ...] = (
     ("a.", "audio"),
     ("mm.", "projector"),
 )
+
+OUR_KEY_PREFIX = "gemma3n_gguf."
 
 TEXT_KEYS = (
     "block_count", "embedding_length", "feed_forward_length", "context_length", "attention.head_count",
@@ -62,27 +66,12 @@ class GGUFSummary:
         return _json_safe(data)
 
 
-def open_gguf(path: str | os.PathLike[str]) -> GGUFReader:
-    p = Path(path)
-    if not p.is_file():
-        raise GGUFFileError(f"{p} does not exist")
-    try:
-        return GGUFReader(p)
-    except Exception as exc:  # gguf-py raises ValueError, struct.error, ... on bad bytes
-        raise GGUFFileError(f"{p} is not a readable GGUF file: {exc}") from exc
-
-
-def field_value(reader: GGUFReader, key: str):
-    f = reader.fields.get(key)
-    if f is None:
-        return None
-    if f.types and f.types[0] == GGUFValueType.ARRAY:
-        if len(f.types) > 1 and f.types[1] == GGUFValueType.STRING:
-            return f"[{len(f.data)} strings]"
-        return [f.parts[i].tolist()[0] for i in f.data]
-    if f.types and f.types[0] == GGUFValueType.STRING:
-        return bytes(f.parts[f.data[0]]).decode("utf-8", errors="replace")
-    return f.parts[f.data[0]].tolist()[0]
+def field_value(gguf: GGUFFile, key: str):
+    """A key's value for display: arrays of strings (vocabularies) are summarised by their length."""
+    field = gguf.fields.get(key)
+    if field is not None and field.types[:2] == [GGUFValueType.ARRAY, GGUFValueType.STRING]:
+        return f"[{len(field.data)} strings]"
+    return gguf.value(key)
 
 
 def group_of(name: str) -> str:
@@ -90,54 +79,56 @@ def group_of(name: str) -> str:
 
 
 def summarize(path: str | os.PathLike[str]) -> GGUFSummary:
-    reader = open_gguf(path)
-    arch = field_value(reader, "general.architecture") or "unknown"
+    gguf = open_gguf(path)
+    arch = field_value(gguf, "general.architecture") or "unknown"
     groups: dict[str, GroupSize] = defaultdict(GroupSize)
     types: Counter[str] = Counter()
     total = GroupSize()
-    for t in reader.tensors:
+    for t in gguf.tensors:
         g = groups[group_of(t.name)]
         for acc in (g, total):
             acc.tensors += 1
             acc.elements += int(t.n_elements)
             acc.bytes += int(t.n_bytes)
         types[t.tensor_type.name] += 1
-    metadata = {k: field_value(reader, k) for k in reader.fields if k.startswith("general.")}
-    metadata |= {f"{arch}.{k}": field_value(reader, f"{arch}.{k}") for k in TEXT_KEYS if f"{arch}.{k}" in reader.fields}
+    metadata = {k: field_value(gguf, k) for k in gguf.fields if k.startswith("general.")}
+    metadata |= {f"{arch}.{k}": field_value(gguf, f"{arch}.{k}") for k in TEXT_KEYS if f"{arch}.{k}" in gguf.fields}
+    # ours: a MatFormer slice's description and which runtimes run the file (yes, or no: why)
+    metadata |= {k: field_value(gguf, k) for k in gguf.fields if k.startswith(OUR_KEY_PREFIX)}
     tokenizer = {}
-    if "tokenizer.ggml.tokens" in reader.fields:
-        tokenizer = {"model": field_value(reader, "tokenizer.ggml.model"),
-                     "tokens": len(reader.fields["tokenizer.ggml.tokens"].data),
-                     "chat_template": "tokenizer.chat_template" in reader.fields}
+    if "tokenizer.ggml.tokens" in gguf.fields:
+        tokenizer = {"model": field_value(gguf, "tokenizer.ggml.model"),
+                     "tokens": gguf.array_length("tokenizer.ggml.tokens"),
+                     "chat_template": "tokenizer.chat_template" in gguf.fields}
     projector = None
     if arch == "clip":
-        projector = projector_summary(reader)
+        projector = projector_summary(gguf)
     return GGUFSummary(str(path), arch, Path(path).stat().st_size, metadata, dict(types), dict(groups), total,
                        projector, tokenizer)
 
 
-def projector_summary(reader: GGUFReader) -> dict:
+def projector_summary(gguf: GGUFFile) -> dict:
     """Modalities, MobileNet-V5 blocks per stage, tokens per image and tensor types."""
     stages: Counter[int] = Counter()
     seen = set()
     types: dict[str, Counter[str]] = defaultdict(Counter)
-    for t in reader.tensors:
+    for t in gguf.tensors:
         parts = t.name.split(".")
         if t.name.startswith("v.blk.") and (parts[2], parts[3]) not in seen:
             seen.add((parts[2], parts[3]))
             stages[int(parts[2])] += 1
         modality = "audio" if t.name.startswith(("a.", "mm.a.")) else "vision"
         types[modality][t.tensor_type.name] += 1
-    image_size = field_value(reader, "clip.vision.image_size")
-    patch = field_value(reader, "clip.vision.patch_size")
-    vision = bool(field_value(reader, "clip.has_vision_encoder"))
-    audio = bool(field_value(reader, "clip.has_audio_encoder"))
+    image_size = field_value(gguf, "clip.vision.image_size")
+    patch = field_value(gguf, "clip.vision.patch_size")
+    vision = bool(field_value(gguf, "clip.has_vision_encoder"))
+    audio = bool(field_value(gguf, "clip.has_audio_encoder"))
     return {
         "modalities": [m for m, present in (("vision", vision), ("audio", audio)) if present],
         "vision": vision,
         "audio": audio,
-        "vision_projector": field_value(reader, "clip.vision.projector_type"),
-        "audio_projector": field_value(reader, "clip.audio.projector_type"),
+        "vision_projector": field_value(gguf, "clip.vision.projector_type"),
+        "audio_projector": field_value(gguf, "clip.audio.projector_type"),
         "blocks_per_stage": [stages[s] for s in sorted(stages)],
         "image_size": image_size,
         "tokens_per_image": image_size // patch if image_size and patch else None,

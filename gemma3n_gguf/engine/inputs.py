@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-from gguf import GGUFReader
 from gguf import GGMLQuantizationType as GGMLType
 
 from gemma3n_gguf.core.checkpoint import Checkpoint, bf16_to_f32
@@ -29,9 +28,10 @@ from gemma3n_gguf.model.text_gguf import (
     stored_type,
     text_metadata,
 )
-from gemma3n_gguf.core.errors import GGUFFileError, QuantizationError
+from gemma3n_gguf.core.errors import QuantizationError
 from gemma3n_gguf.core.ggml import ggml_library
-from gemma3n_gguf.engine.kv import KVs, check_copyable, collect_kv, read_gguf_kv
+from gemma3n_gguf.core.gguf_read import open_gguf
+from gemma3n_gguf.engine.kv import KVs, check_copyable, collect_kv
 from gemma3n_gguf.engine.planner import TensorInfo, plan_types
 from gemma3n_gguf.engine.schemes import FLOAT_TYPES, convert_scheme
 
@@ -136,11 +136,8 @@ class GGUFInput:
         self.path = Path(path)
         self.label = str(self.path)
         self.warnings: list[str] = []
-        try:
-            self.reader = GGUFReader(self.path)
-        except (ValueError, OSError) as exc:
-            raise GGUFFileError(f"{self.path} is not a readable GGUF file: {exc}") from exc
-        self._kv = read_gguf_kv(self.reader)
+        self.reader = open_gguf(self.path)
+        self._kv = self.reader.raw_kv()
         arch = self._kv.get("general.architecture")
         arch_name = bytes(arch.value).decode(errors="replace") if arch is not None else None
         if arch_name != ARCH:

@@ -3,49 +3,24 @@
 llama-quantize copies every key of its input in order, then sets ``general.quantization_version``
 and ``general.file_type`` (``gguf_set_val_*`` removes a key and appends it, so both move to the
 end), drops the split keys, and appends the CLI's ``quantize.imatrix.*`` overrides. Values keep
-their GGUF types; strings are kept as raw bytes so nothing is re-encoded on the way through.
+their GGUF types; strings are kept as raw bytes so nothing is re-encoded on the way through
+(``GGUFFile.raw_kv`` in core/gguf_read.py reads them).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from gguf import GGUFReader, GGUFValue, GGUFValueType, GGUFWriter, Keys
+from gguf import GGUFValue, GGUFValueType, GGUFWriter, Keys
 
 from gemma3n_gguf.core.errors import QuantizationError
+from gemma3n_gguf.core.gguf_read import ALIGNMENT_KEY
+from gemma3n_gguf.core.llama_facts import GGUF_ALIGNMENT  # llama-quantize's output always uses it
 
 KVs = dict[str, GGUFValue]
 
 QUANTIZATION_VERSION = 2  # GGML_QNT_VERSION
-GGUF_ALIGNMENT = 32  # GGUF_DEFAULT_ALIGNMENT: llama-quantize's output always uses it
 SPLIT_KEYS = (Keys.Split.LLM_KV_SPLIT_NO, Keys.Split.LLM_KV_SPLIT_COUNT, Keys.Split.LLM_KV_SPLIT_TENSORS_COUNT)
-_ALIGNMENT_KEY = "general.alignment"
-
-
-def read_gguf_kv(reader: GGUFReader) -> KVs:
-    """Every key-value of a GGUF file, in file order, with its exact GGUF types."""
-    kv: KVs = {}
-    for field in reader.fields.values():
-        if field.name.startswith("GGUF."):  # the header's pseudo-fields (version, counts)
-            continue
-        kv[field.name] = _field_value(field)
-    return kv
-
-
-def _field_value(field) -> GGUFValue:
-    main = field.types[0]
-    if main == GGUFValueType.ARRAY:
-        if len(field.types) != 2:
-            raise QuantizationError(f"metadata key {field.name} holds nested arrays, which are not supported")
-        sub = field.types[1]
-        if sub == GGUFValueType.STRING:
-            values = [bytes(field.parts[i]) for i in field.data]
-        else:
-            values = [field.parts[i].tolist()[0] for i in field.data]
-        return GGUFValue(values, main, sub)
-    if main == GGUFValueType.STRING:
-        return GGUFValue(bytes(field.parts[-1]), main)
-    return GGUFValue(field.parts[-1].tolist()[0], main)
 
 
 def check_copyable(kv: Mapping[str, GGUFValue], source: str) -> None:
@@ -54,7 +29,7 @@ def check_copyable(kv: Mapping[str, GGUFValue], source: str) -> None:
     if count is not None and int(count.value) > 1:
         raise QuantizationError(f"{source} is one part of a split GGUF; merge the parts first "
                                 "(llama-gguf-split --merge) and quantize the merged file")
-    alignment = kv.get(_ALIGNMENT_KEY)
+    alignment = kv.get(ALIGNMENT_KEY)
     if alignment is not None and int(alignment.value) != GGUF_ALIGNMENT:
         raise QuantizationError(f"{source} uses a data alignment of {alignment.value}; llama-quantize "
                                 f"would keep that key but align to {GGUF_ALIGNMENT}, so it is not supported")

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 from gguf import GGMLQuantizationType as T
-from gguf import GGUFReader, GGUFWriter, Keys
+from gguf import GGUFWriter, Keys
 
 from gemma3n_gguf.core.atomic import atomic_path
 from gemma3n_gguf.core.errors import QuantizationError
+from gemma3n_gguf.core.gguf_read import GGUFFile, open_gguf
 from gemma3n_gguf.engine.planner import TensorInfo
 from gemma3n_gguf.engine.rules import TOKEN_EMBD_NAMES
 
@@ -69,11 +70,8 @@ def read_imatrix(path: str | os.PathLike[str]) -> Imatrix:
 
 
 def _read_gguf(path: Path) -> Imatrix:
-    try:
-        reader = GGUFReader(path)
-    except (ValueError, OSError) as exc:
-        raise QuantizationError(f"{path} is not a readable GGUF imatrix: {exc}") from exc
-    kind = _field(reader, Keys.General.TYPE)
+    reader = open_gguf(path)
+    kind = _typed_value(reader, Keys.General.TYPE, str)
     if kind is not None and kind != "imatrix":
         raise QuantizationError(f"{path} is a GGUF of type {kind!r}, not an imatrix")
     pairs: dict[str, dict[str, np.ndarray]] = {}
@@ -87,15 +85,25 @@ def _read_gguf(path: Path) -> Imatrix:
     if not reader.tensors:
         raise QuantizationError(f"{path} holds no imatrix data")
     entries = {name: _gguf_entry(path, name, parts) for name, parts in sorted(pairs.items())}
-    datasets = _field(reader, KEY_DATASETS)
-    chunk_count, chunk_size = _field(reader, KEY_CHUNK_COUNT), _field(reader, KEY_CHUNK_SIZE)
+    datasets = _typed_value(reader, KEY_DATASETS, list)
+    if datasets is not None and not all(isinstance(d, str) for d in datasets):
+        raise QuantizationError(f"{path}: {KEY_DATASETS} must be an array of strings")
+    chunk_count, chunk_size = _typed_value(reader, KEY_CHUNK_COUNT, int), _typed_value(reader, KEY_CHUNK_SIZE, int)
     return Imatrix(
         entries=entries,
-        datasets=list(datasets) if isinstance(datasets, list) else [],
+        datasets=list(datasets or []),
         chunk_count=int(chunk_count or 0),
         chunk_size=int(chunk_size or 0),
         has_metadata=None not in (datasets, chunk_count, chunk_size),
     )
+
+
+def _typed_value(reader: GGUFFile, key: str, kind: type):
+    value = reader.value(key)
+    if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+        raise QuantizationError(f"{reader.path}: {key} must be {'a list' if kind is list else kind.__name__}, "
+                                f"not {type(value).__name__}")
+    return value
 
 
 def _gguf_entry(path: Path, name: str, parts: dict[str, np.ndarray]) -> ImatrixEntry:
@@ -115,23 +123,24 @@ def _lround(values: np.ndarray) -> np.ndarray:
     return (np.sign(values) * np.floor(np.abs(values.astype(np.float64)) + 0.5)).astype(np.int64)
 
 
-def _field(reader: GGUFReader, key: str):
-    found = reader.get_field(key)
-    return None if found is None else found.contents()
-
-
 def _read_legacy(path: Path) -> Imatrix:
     data = path.read_bytes()
     pos = 0
 
-    def take(fmt: str) -> tuple:
+    def skip(nbytes: int) -> int:
+        """Where ``nbytes`` bytes begin; refuses to run past the end of the file."""
         nonlocal pos
-        size = struct.calcsize(fmt)
-        if pos + size > len(data):
+        if nbytes > len(data) - pos:
             raise QuantizationError(f"{path} is neither a GGUF nor a complete legacy .dat imatrix")
-        values = struct.unpack_from(fmt, data, pos)
-        pos += size
-        return values
+        pos += nbytes
+        return pos - nbytes
+
+    def take(fmt: str) -> tuple:
+        return struct.unpack_from(fmt, data, skip(struct.calcsize(fmt)))
+
+    def text(length: int) -> str:
+        start = skip(length)
+        return data[start:start + length].split(b"\0", 1)[0].decode("utf-8", "replace")
 
     (n_entries,) = take("<i")
     if n_entries < 1:
@@ -141,12 +150,11 @@ def _read_legacy(path: Path) -> Imatrix:
         (length,) = take("<i")
         if length < 0:
             raise QuantizationError(f"{path} is neither a GGUF nor a legacy .dat imatrix")
-        name = take(f"<{length}s")[0].split(b"\0", 1)[0].decode("utf-8", "replace")
+        name = text(length)
         ncall, nval = take("<ii")
         if nval < 1:
             raise QuantizationError(f"{path}: entry {name!r} has no values")
-        start = pos
-        take(f"<{4 * nval}x")
+        start = skip(4 * nval)
         values = np.frombuffer(data, dtype="<f4", count=nval, offset=start).astype(np.float32)
         entries[name] = ImatrixEntry(values.reshape(1, -1), np.array([ncall], dtype=np.int64))
     imatrix = Imatrix(entries, is_legacy=True, has_metadata=False)
@@ -155,7 +163,7 @@ def _read_legacy(path: Path) -> Imatrix:
         if pos + 4 <= len(data):
             (length,) = take("<i")
             if length > 0 and pos + length <= len(data):
-                imatrix.datasets.append(take(f"<{length}s")[0].split(b"\0", 1)[0].decode("utf-8", "replace"))
+                imatrix.datasets.append(text(length))
     return imatrix
 
 

@@ -12,14 +12,14 @@ comparison and the report says so.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from gemma3n_gguf.model.config import TextConfig
-from gemma3n_gguf.core.errors import CheckpointError, GGUFFileError, ValidationError
-from gemma3n_gguf.inspection import field_value, open_gguf
+from gemma3n_gguf.core.checkpoint import read_json_object
+from gemma3n_gguf.core.errors import CheckpointError, ConfigError, GGUFFileError, ValidationError
+from gemma3n_gguf.core.gguf_read import GGUFFile, open_gguf
 
 ARCHITECTURE = "gemma3n"
 
@@ -39,24 +39,23 @@ class GGUFModelInfo:
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> GGUFModelInfo:
-        reader = open_gguf(path)
-        arch = str(field_value(reader, "general.architecture") or "unknown")
+        gguf = open_gguf(path)
+        arch = str(gguf.architecture or "unknown")
         if arch != ARCHITECTURE:
             raise GGUFFileError(_wrong_architecture(Path(path), arch))
-        tokens = reader.fields.get("tokenizer.ggml.tokens")
-        if tokens is None:
+        if "tokenizer.ggml.tokens" not in gguf:
             raise GGUFFileError(f"{path} has no tokenizer (tokenizer.ggml.tokens): llama.cpp cannot run it")
-        n_params = sum(int(t.n_elements) for t in reader.tensors)
-        n_bytes = sum(int(t.n_bytes) for t in reader.tensors)
+        n_params = sum(int(t.n_elements) for t in gguf.tensors)
+        n_bytes = sum(int(t.n_bytes) for t in gguf.tensors)
         return cls(
             path=Path(path),
             architecture=arch,
-            n_layer=int(_required(reader, path, f"{arch}.block_count")),
-            n_embd=int(_required(reader, path, f"{arch}.embedding_length")),
-            n_vocab=len(tokens.data),
+            n_layer=int(_required(gguf, f"{arch}.block_count")),
+            n_embd=int(_required(gguf, f"{arch}.embedding_length")),
+            n_vocab=gguf.array_length("tokenizer.ggml.tokens"),
             file_bytes=Path(path).stat().st_size,
             bits_per_weight=8 * n_bytes / n_params if n_params else 0.0,
-            file_type=field_value(reader, "general.file_type"),
+            file_type=gguf.value("general.file_type"),
         )
 
 
@@ -78,15 +77,14 @@ class ReferenceInfo:
         config_path = root / "config.json"
         if not root.is_dir():
             raise CheckpointError(f"reference {root} is not a directory (expected a Hugging Face checkpoint)")
-        try:
-            config = json.loads(config_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise CheckpointError(f"{root} has no config.json: not a Hugging Face checkpoint") from None
-        except (OSError, ValueError) as exc:
-            raise CheckpointError(f"cannot read {config_path}: {exc}") from exc
+        if not config_path.is_file():
+            raise CheckpointError(f"{root} has no config.json: not a Hugging Face checkpoint")
+        config = read_json_object(config_path)
         text = TextConfig.from_hf(config)
         text_section = config.get("text_config", config)
         bos = text_section.get("bos_token_id", config.get("bos_token_id"))
+        if bos is not None and (not isinstance(bos, int) or isinstance(bos, bool) or bos < 0):
+            raise ConfigError(f"{config_path}: bos_token_id must be a token id, not {bos!r}")
         return cls(root, text.num_layers, text.hidden_size, text.vocab_size,
                    text.vocab_size_per_layer_input, None if bos is None else int(bos))
 
@@ -134,8 +132,8 @@ def _wrong_architecture(path: Path, arch: str) -> str:
             "with the Gemma 3n checkpoint they were made from")
 
 
-def _required(reader, path: str | os.PathLike[str], key: str):
-    value = field_value(reader, key)
+def _required(gguf: GGUFFile, key: str):
+    value = gguf.value(key)
     if value is None:
-        raise GGUFFileError(f"{path} lacks the metadata key {key}; it was not written by a Gemma 3n converter")
+        raise GGUFFileError(f"{gguf.path} lacks the metadata key {key}; it was not written by a Gemma 3n converter")
     return value

@@ -189,8 +189,9 @@ def test_checkpoint_with_audio_weights_converts(tiny_mm_checkpoint, tiny_mm_mmpr
 @pytest.mark.slow
 def test_audio_settings_are_recorded(tiny_mm_checkpoint, tiny_mm_mmproj):
     from gemma3n_gguf.convert.projector.metadata import read_audio_settings
+    from gemma3n_gguf.core.gguf_read import open_gguf
 
-    reader = GGUFReader(tiny_mm_mmproj("f16").path)
+    reader = open_gguf(tiny_mm_mmproj("f16").path)
     audio, extractor = read_audio_settings(reader)
     config = json.loads((tiny_mm_checkpoint / "config.json").read_text())["audio_config"]
     preprocessor = json.loads((tiny_mm_checkpoint / "preprocessor_config.json").read_text())

@@ -13,10 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gguf import GGUFReader, GGUFWriter, LlamaFileType, VisionProjectorType
+from gguf import GGUFWriter, LlamaFileType, VisionProjectorType
 
 from gemma3n_gguf.core.version import __version__
 from gemma3n_gguf.core.errors import GGUFFileError
+from gemma3n_gguf.core.gguf_read import GGUFFile
 from gemma3n_gguf.convert.projector.config import ProjectorConfig
 from gemma3n_gguf.convert.projector.plan import MmprojPlan
 
@@ -152,22 +153,29 @@ def _add_settings(w: GGUFWriter, prefix: str, settings: tuple[Setting, ...], val
             w.add_array(key, [float(x) for x in value])
 
 
-def read_audio_settings(reader: GGUFReader) -> tuple[dict[str, Any], dict[str, Any]]:
+def read_audio_settings(gguf: GGUFFile) -> tuple[dict[str, Any], dict[str, Any]]:
     """(transformers audio config, feature extractor settings) stored in a projector GGUF."""
-    return (_read_settings(reader, AUDIO_CONFIG_PREFIX, AUDIO_CONFIG_SETTINGS),
-            _read_settings(reader, FEATURE_EXTRACTOR_PREFIX, FEATURE_EXTRACTOR_SETTINGS))
+    return (_read_settings(gguf, AUDIO_CONFIG_PREFIX, AUDIO_CONFIG_SETTINGS),
+            _read_settings(gguf, FEATURE_EXTRACTOR_PREFIX, FEATURE_EXTRACTOR_SETTINGS))
 
 
-def _read_settings(reader: GGUFReader, prefix: str, settings: tuple[Setting, ...]) -> dict[str, Any]:
+# The Python type each setting kind must read back as.
+_KIND_TYPES: dict[str, tuple[type, ...]] = {"u32": (int,), "f32": (float,), "bool": (bool,), "u32[]": (list,),
+                                            "u32[][2]": (list,), "f32[]?": (list,)}
+
+
+def _read_settings(gguf: GGUFFile, prefix: str, settings: tuple[Setting, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for s in settings:
-        field = reader.fields.get(prefix + s.field)
-        if field is None:
+        key = prefix + s.field
+        value = gguf.value(key)
+        if value is None:
             if s.kind.endswith("?"):
                 out[s.field] = None
                 continue
-            raise GGUFFileError(f"{prefix + s.field} is missing: this projector carries no Gemma 3n audio settings")
-        value = field.contents()
+            raise GGUFFileError(f"{gguf.path}: {key} is missing: this projector carries no Gemma 3n audio settings")
+        if not isinstance(value, _KIND_TYPES[s.kind]) or (s.kind != "bool" and isinstance(value, bool)):
+            raise GGUFFileError(f"{gguf.path}: {key} holds {value!r}, not a {s.kind} value")
         if s.kind == "u32[][2]":
             value = [list(value[i:i + 2]) for i in range(0, len(value), 2)]
         out[s.field] = value

@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gemma3n_gguf.core.checkpoint import Checkpoint
+from gemma3n_gguf.core.gguf_read import open_gguf
 from gemma3n_gguf.convert.projector.config import PREPROCESSOR_FILE
 from gemma3n_gguf.convert.projector.metadata import read_audio_settings
 from gemma3n_gguf.convert.projector.names import classify
@@ -128,17 +129,16 @@ def audio_stack_from_checkpoint(checkpoint_dir: str | os.PathLike[str]) -> Audio
 
 def audio_stack_from_gguf(mmproj_path: str | os.PathLike[str]) -> AudioStack:
     """The candidate: config, settings and dequantized weights read back from the projector."""
-    from gguf import GGUFReader
     from gguf.quants import dequantize
 
     path = Path(mmproj_path)
-    if not path.is_file():
-        raise GGUFFileError(f"{path} does not exist")
-    reader = GGUFReader(path)
-    if "clip.has_audio_encoder" not in reader.fields:
+    reader = open_gguf(path)
+    if "clip.has_audio_encoder" not in reader:
         raise GGUFFileError(f"{path} holds no audio encoder")
     audio_config, settings = read_audio_settings(reader)
-    projection_dim = int(reader.fields["clip.audio.projection_dim"].contents())
+    projection_dim = reader.value("clip.audio.projection_dim")
+    if not isinstance(projection_dim, int):
+        raise GGUFFileError(f"{path}: clip.audio.projection_dim is missing or not an integer")
     tensors = {t.name: t for t in reader.tensors}
     n_layers, n_convs = int(audio_config["conf_num_hidden_layers"]), len(audio_config["sscp_conv_channel_size"])
     weights = {}
