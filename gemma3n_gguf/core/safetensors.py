@@ -146,7 +146,7 @@ def _tensor_ref(path: Path, name: str, info: object, data_start: int) -> TensorR
     if not isinstance(info, dict):
         raise CheckpointError(f"{where} is not described by an object")
     dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-    if dtype not in RAW_DTYPES:
+    if not isinstance(dtype, str) or dtype not in RAW_DTYPES:
         raise CheckpointError(f"{where} has unsupported dtype {dtype!r} "
                               f"(supported: {', '.join(RAW_DTYPES)})")
     if not isinstance(shape, list) or not all(_is_count(n) for n in shape):

@@ -52,66 +52,124 @@ class TextConfig:
     @classmethod
     def from_hf(cls, config: dict) -> TextConfig:
         """Read the text part of a Gemma 3n config.json (transformers 4.5x or 5.x layout)."""
+        if not isinstance(config, dict):
+            raise ConfigError("config.json does not hold a JSON object")
         model_type = config.get("model_type")
         if model_type == "gemma3n":
             text = config.get("text_config")
             if not isinstance(text, dict):
-                raise ConfigError("config.json has model_type gemma3n but no text_config")
+                raise ConfigError("config.json has model_type gemma3n but no text_config object")
         elif model_type == "gemma3n_text":
             text = config
         else:
-            archs = ", ".join(config.get("architectures") or []) or "unknown"
+            archs = config.get("architectures")
+            archs = ", ".join(map(str, archs)) if isinstance(archs, list) and archs else "unknown"
             raise ConfigError(
                 f"not a Gemma 3n checkpoint: model_type is {model_type!r} (architectures: {archs}); "
                 "this tool converts Gemma3nForConditionalGeneration checkpoints"
             )
-        return cls._from_text(text)
+        return cls._from_text(_Fields(text))
 
     @classmethod
-    def _from_text(cls, t: dict) -> TextConfig:
-        def need(key: str):
-            if key not in t:
-                raise ConfigError(f"text config lacks {key!r}; the checkpoint's config.json is incomplete")
-            return t[key]
-
-        layers = int(need("num_hidden_layers"))
-        widths = need("intermediate_size")
-        widths = tuple(int(w) for w in widths) if isinstance(widths, list) else (int(widths),) * layers
-        sparsity = t.get("activation_sparsity_pattern") or [0.0] * layers
-        theta, theta_swa = _rope_bases(t)
+    def _from_text(cls, t: _Fields) -> TextConfig:
+        layers = t.integer("num_hidden_layers")
+        hidden, heads = t.integer("hidden_size"), t.integer("num_attention_heads")
+        vocab = t.integer("vocab_size")
         return cls(
             num_layers=layers,
-            hidden_size=int(need("hidden_size")),
-            intermediate_sizes=widths,
-            num_heads=int(need("num_attention_heads")),
-            num_kv_heads=int(need("num_key_value_heads")),
-            head_dim=int(t.get("head_dim") or need("hidden_size") // need("num_attention_heads")),
-            vocab_size=int(need("vocab_size")),
-            vocab_size_per_layer_input=int(t.get("vocab_size_per_layer_input", need("vocab_size"))),
-            ple_dim=int(need("hidden_size_per_layer_input")),
-            laurel_rank=int(need("laurel_rank")),
-            altup_num_inputs=int(need("altup_num_inputs")),
-            altup_active_idx=int(t.get("altup_active_idx", 0)),
-            num_kv_shared_layers=int(t.get("num_kv_shared_layers", 0)),
-            sliding_window=int(need("sliding_window")),
-            layer_types=tuple(need("layer_types")),
-            activation_sparsity=tuple(float(p) for p in sparsity),
-            rope_theta=theta,
-            rope_theta_swa=theta_swa,
-            rms_norm_eps=float(t.get("rms_norm_eps", 1e-6)),
-            final_logit_softcapping=float(t.get("final_logit_softcapping") or 0.0),
-            context_length=int(t.get("max_position_embeddings", 32768)),
+            hidden_size=hidden,
+            intermediate_sizes=t.widths("intermediate_size", layers),
+            num_heads=heads,
+            num_kv_heads=t.integer("num_key_value_heads"),
+            head_dim=t.integer("head_dim", default=hidden // heads, nullable=True),
+            vocab_size=vocab,
+            vocab_size_per_layer_input=t.integer("vocab_size_per_layer_input", default=vocab),
+            ple_dim=t.integer("hidden_size_per_layer_input"),
+            laurel_rank=t.integer("laurel_rank"),
+            altup_num_inputs=t.integer("altup_num_inputs"),
+            altup_active_idx=t.integer("altup_active_idx", minimum=0, default=0),
+            num_kv_shared_layers=t.integer("num_kv_shared_layers", minimum=0, default=0),
+            sliding_window=t.integer("sliding_window"),
+            layer_types=t.layer_types(),
+            activation_sparsity=t.sparsity(layers),
+            rope_theta=t.rope_base("full_attention", "rope_theta", None),
+            rope_theta_swa=t.rope_base("sliding_attention", "rope_local_base_freq", 10000.0),
+            rms_norm_eps=t.number("rms_norm_eps", default=1e-6),
+            final_logit_softcapping=t.number("final_logit_softcapping", default=0.0, nullable=True),
+            context_length=t.integer("max_position_embeddings", default=32768),
         )
 
 
-def _rope_bases(t: dict) -> tuple[float, float]:
-    """(full, sliding) rope bases from 5.x ``rope_parameters`` or 4.5x ``rope_theta``."""
-    params = t.get("rope_parameters")
-    if isinstance(params, dict) and "full_attention" in params:
-        return float(params["full_attention"]["rope_theta"]), float(params["sliding_attention"]["rope_theta"])
-    if "rope_theta" in t:
-        return float(t["rope_theta"]), float(t.get("rope_local_base_freq", 10000.0))
-    raise ConfigError("text config has neither rope_parameters nor rope_theta")
+_REQUIRED = object()
+LAYER_TYPES = ("sliding_attention", "full_attention")
+
+
+class _Fields:
+    """The text config's fields, each read with its type and range checked; errors name the field."""
+
+    def __init__(self, text: dict):
+        self.text = text
+
+    def _get(self, key: str, default, nullable: bool):
+        value = self.text.get(key, default)
+        if value is None and nullable:
+            value = default
+        if value is _REQUIRED:
+            raise ConfigError(f"text config lacks {key!r}; the checkpoint's config.json is incomplete")
+        return value
+
+    def integer(self, key: str, *, minimum: int = 1, default=_REQUIRED, nullable: bool = False) -> int:
+        value = self._get(key, default, nullable)
+        if not _is_int(value) or value < minimum:
+            raise ConfigError(f"config.json: {key} must be an integer >= {minimum}, not {value!r}")
+        return value
+
+    def number(self, key: str, *, minimum: float = 0.0, default=_REQUIRED, nullable: bool = False) -> float:
+        value = self._get(key, default, nullable)
+        if not _is_number(value) or not minimum <= value < float("inf"):
+            raise ConfigError(f"config.json: {key} must be a finite number >= {minimum}, not {value!r}")
+        return float(value)
+
+    def widths(self, key: str, layers: int) -> tuple[int, ...]:
+        value = self._get(key, _REQUIRED, False)
+        if isinstance(value, list) and value and all(_is_int(w) and w >= 1 for w in value):
+            return tuple(value)
+        if _is_int(value) and value >= 1:
+            return (value,) * layers
+        raise ConfigError(f"config.json: {key} must be a positive integer or a list of them, not {value!r}")
+
+    def layer_types(self) -> tuple[str, ...]:
+        value = self._get("layer_types", _REQUIRED, False)
+        if not isinstance(value, list) or not all(v in LAYER_TYPES for v in value):
+            raise ConfigError(f"config.json: layer_types must be a list of {' or '.join(LAYER_TYPES)}")
+        return tuple(value)
+
+    def sparsity(self, layers: int) -> tuple[float, ...]:
+        value = self._get("activation_sparsity_pattern", [0.0] * layers, True)
+        if not isinstance(value, list) or not all(_is_number(p) and 0.0 <= p < 1.0 for p in value):
+            raise ConfigError("config.json: activation_sparsity_pattern must be a list of numbers in [0, 1)")
+        return tuple(float(p) for p in value)
+
+    def rope_base(self, attention: str, legacy_key: str, legacy_default: float | None) -> float:
+        """A rope base from 5.x ``rope_parameters`` or 4.5x ``rope_theta`` / ``rope_local_base_freq``."""
+        params = self.text.get("rope_parameters")
+        if isinstance(params, dict) and "full_attention" in params:
+            section = params.get(attention)
+            if not isinstance(section, dict):
+                raise ConfigError(f"config.json: rope_parameters.{attention} must be an object")
+            return _Fields(section).number("rope_theta", minimum=1e-9)
+        if "rope_theta" not in self.text:
+            raise ConfigError("text config has neither rope_parameters nor rope_theta")
+        key = "rope_theta" if attention == "full_attention" else legacy_key
+        return self.number(key, minimum=1e-9, default=_REQUIRED if legacy_default is None else legacy_default)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
