@@ -16,12 +16,14 @@ from pathlib import Path
 
 from gemma3n_gguf.core.atomic import write_text_atomically
 from machine import machine_record
+from peers import SDIST
 
 RESULTS_DIR = Path(__file__).parent / "results"
 SCHEMA = 1
 
 # Every results file holds these keys, and every run these fields (tests/test_bench_smoke.py checks them).
-RESULT_FIELDS = ("schema", "bench", "source", "date", "command", "preset", "repeat", "machine", "runs", "checks")
+RESULT_FIELDS = ("schema", "bench", "source", "date", "command", "preset", "repeat", "peer", "machine", "runs",
+                 "checks")
 RUN_FIELDS = ("tool", "role", "repeat", "exit", "wall_s", "peak_rss_bytes", "peak_rss_anon_bytes", "peak_rss_file_bytes",
               "output_bytes")
 
@@ -71,6 +73,7 @@ def write_results(bench: str, args: argparse.Namespace, runs: list[dict], checks
         "command": shlex.join(["python", *sys.argv]),
         "preset": args.preset,
         "repeat": args.repeat,
+        "peer": SDIST,
         "machine": machine_record(),
         "runs": runs,
         "checks": checks,

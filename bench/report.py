@@ -57,10 +57,10 @@ def size_unit(values: list[float]) -> Callable[[float], str]:
     return gib if values and statistics.median(values) >= 2**30 else mib
 
 
-def row(label: str, runs: list[dict], wall: list[float] | None = None) -> str:
+def row(label: str, runs: list[dict]) -> str:
     """One table row: the successful runs' median (min-max) of every measure."""
     ok = [r for r in runs if r["exit"] == 0]
-    cells = [label, f"{len(ok)}/{len(runs)}", spread(wall if wall is not None else [r["wall_s"] for r in ok], seconds)]
+    cells = [label, f"{len(ok)}/{len(runs)}", spread([r["wall_s"] for r in ok], seconds)]
     for _, field in MEMORY:
         values = [r[field] for r in ok]
         cells.append(spread(values, size_unit(values)))
@@ -111,7 +111,7 @@ def tensors_line(checks: dict, what: str) -> str:
 
 def render_convert(results: dict) -> list[str]:
     ours, peer = by_role(results, "ours"), by_role(results, "peer_convert")
-    lines = table([row(label_of(ours), ours), row(label_of(peer) + " (0.3.36 sdist)", peer)])
+    lines = table([row(label_of(ours), ours), row(f"{label_of(peer)} ({results['peer']} sdist)", peer)])
     lines += ["", tensors_line(results["checks"], "bf16")]
     if median_wall(ours) and median_wall(peer):
         lines[-1] += f" Ours takes {median_wall(ours) / median_wall(peer):.2f}x the reference's median wall time."

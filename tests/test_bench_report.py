@@ -32,7 +32,7 @@ def _results(bench, runs, checks):
                              "system_info": "CPU : AVX2 = 1"}}
     return {"schema": 1, "bench": bench, "source": "measured", "date": "2030-01-01T00:00:00+00:00",
             "command": f"python bench/{bench}.py --repeat 3", "preset": "e2b-shape", "repeat": 3,
-            "machine": machine, "runs": runs, "checks": checks}
+            "peer": "llama-cpp-python==0.3.36", "machine": machine, "runs": runs, "checks": checks}
 
 
 SAME = {"tensors": 727, "only_ours": [], "only_reference": [], "identical": 727, "different": []}
@@ -46,7 +46,7 @@ def test_convert_table_shows_median_and_range_of_successful_runs():
     text = report.render_results(_results("convert_e2b", runs, {"tensors": SAME}))
     assert "| `tool ours` | 3/3 | 20.0 s (10.0 s-30.0 s) | 1.00 GiB (0.75 GiB-1.25 GiB) " \
            "| 512.0 MiB (256.0 MiB-768.0 MiB) | 512.0 MiB | 8.00 GiB |" in text
-    assert "| `tool peer_convert` (0.3.36 sdist) | 2/3 | 70.0 s (60.0 s-80.0 s) | 18.00 GiB (17.50 GiB-18.50 GiB) " \
+    assert "| `tool peer_convert` (llama-cpp-python==0.3.36 sdist) | 2/3 | 70.0 s (60.0 s-80.0 s) | 18.00 GiB (17.50 GiB-18.50 GiB) " \
            "| 17.50 GiB (17.00 GiB-18.00 GiB) | 512.0 MiB | 8.00 GiB |" in text
     assert "All 727 tensors of the two bf16 files are identical" in text
     assert "Ours takes 0.29x the reference's median wall time." in text
