@@ -109,6 +109,21 @@ def log_softmax(logits: ArrayLike) -> NDArray[np.float64]:
     return x
 
 
+def token_kld(ref_lp: NDArray[np.float64], cand_lp: NDArray[np.float64],
+              log_prob_floor: float | None = None) -> NDArray[np.float64]:
+    """KL(p_ref || p_cand) per row, the one definition every KLD figure is built from.
+
+    ``sum p_ref * (log p_ref - log p_cand)``; llama-perplexity leaves out the entries whose
+    log p_ref is at or below ``log_prob_floor``. ``ref_lp`` is overwritten (no vocab-sized copy).
+    """
+    terms = ref_lp - cand_lp
+    ignored = ref_lp <= log_prob_floor if log_prob_floor is not None else None
+    terms *= np.exp(ref_lp, out=ref_lp)
+    if ignored is not None:
+        terms[ignored] = 0.0
+    return terms.sum(axis=1)
+
+
 def as_logit_matrix(values: ArrayLike, what: str) -> NDArray[np.floating]:
     """``values`` as a float matrix (n_positions, n_vocab), without copying."""
     matrix = np.asarray(values)

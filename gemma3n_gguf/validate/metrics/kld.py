@@ -39,13 +39,14 @@ from gemma3n_gguf.core.stats import (
     perplexity_from_nll,
     safe_ratio,
     sqrt_or_zero,
+    token_kld,
 )
 from gemma3n_gguf.core.llama_facts import LOG_PROB_FLOOR
 
 __all__ = [
     "DELTA_P_PERCENTILES", "KLD_PERCENTILES", "LOG_PROB_FLOOR", "MIN_TOKENS_FOR_STATISTICS",
     "Estimate", "ExactReference", "KLDAccumulator", "KLDStats", "ParityStats",
-    "PerplexityAccumulator", "ReferenceRows", "log_softmax", "mean_and_uncertainty",
+    "PerplexityAccumulator", "ReferenceRows", "log_softmax", "mean_and_uncertainty", "token_kld",
     "parity_stats", "percentile", "perplexity_from_nll",
 ]
 
@@ -237,14 +238,9 @@ class KLDAccumulator:
     ) -> None:
         cand_lp = log_softmax(candidate)
         nll = -cand_lp[np.arange(stop - start), targets]
-        ref_lp = ref.logprobs(start, stop)
-        terms = ref_lp - cand_lp
+        kld = token_kld(ref.logprobs(start, stop), cand_lp, self.log_prob_floor)
         del cand_lp
-        ignored = ref_lp <= self.log_prob_floor if self.log_prob_floor is not None else None
-        terms *= np.exp(ref_lp, out=ref_lp)
-        if ignored is not None:
-            terms[ignored] = 0.0
-        kld = terms.sum(axis=1) - ref.kld_bias(start, stop, self.log_prob_floor)
+        kld -= ref.kld_bias(start, stop, self.log_prob_floor)
         nll_ref = -ref.target_logprob[start:stop]
         delta_p = np.exp(-nll) - np.exp(-nll_ref)
         same_top1 = candidate.argmax(axis=1) == ref.top1[start:stop]

@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from gemma3n_gguf.core.errors import ValidationError
-from gemma3n_gguf.core.stats import as_logit_matrix, jsonable, log_softmax, safe_ratio
+from gemma3n_gguf.core.stats import as_logit_matrix, jsonable, log_softmax, safe_ratio, token_kld
 
 _BLOCK_ROWS = 16
 
@@ -70,8 +70,7 @@ def parity_stats(ref_logits: ArrayLike, cand_logits: ArrayLike, gap: float = 0.1
         c = cand[start : start + _BLOCK_ROWS].astype(np.float64)
         stop = start + len(r)
         row_max_diff[start:stop] = np.abs(r - c).max(axis=1)
-        ref_lp, cand_lp = log_softmax(r), log_softmax(c)
-        kld[start:stop] = (np.exp(ref_lp) * (ref_lp - cand_lp)).sum(axis=1)
+        kld[start:stop] = token_kld(log_softmax(r), log_softmax(c))
         total += float(r.sum())
         total_sq += float((r * r).sum())
     n_values = ref.size
