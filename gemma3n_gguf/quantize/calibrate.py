@@ -12,6 +12,11 @@ llama.cpp, so llama-imatrix records nothing for their ``attn_k``/``attn_v``; nei
 llama-quantize then quantizes those tensors without importance data. ``token_embd`` and
 ``per_layer_token_embd`` are row lookups, and the other global matrices are not ``blk.*``:
 they get no entries either.
+
+With ``reference_mode="streamed"`` (or ``"auto"`` on a model that does not fit in memory) the
+sums are accumulated layer by layer on the layer-streamed reference
+(:mod:`gemma3n_gguf.reference.streamed`): each decoder layer gets the same hooks when it is
+loaded, and the windows go through it in groups.
 """
 
 from __future__ import annotations
@@ -30,13 +35,15 @@ from gemma3n_gguf.model.config import LLAMA_CPP_KV_FROM_START
 from gemma3n_gguf.model.names import TEXT_PREFIX, TensorKind, classify, gguf_name
 from gemma3n_gguf.model.text_gguf import load_checked_config
 from gemma3n_gguf.core.errors import CheckpointError, QuantizationError
+from gemma3n_gguf.core.memory import measure_peak_rss
+from gemma3n_gguf.reference.mode import AUTO, STREAMED, resolve_reference_mode
 from gemma3n_gguf.reference.runners import import_transformers, load_reference_model
 from gemma3n_gguf.reference.windows import plan_windows
 from gemma3n_gguf.quantize.imatrix import Imatrix, ImatrixEntry
 
 MIN_ROWS = 16  # llama-imatrix ignores matrix multiplications over fewer rows
-# a text-model Linear: model.language_model.layers.N.<path> (or model.layers.N.<path> for Gemma3nForCausalLM)
-_LAYER_MODULE = re.compile(r"^model\.(?:language_model\.)?(layers\.(\d+)\..+)$")
+# a text-model decoder layer: model.language_model.layers.N (or model.layers.N for Gemma3nForCausalLM)
+_LAYER_MODULE = re.compile(r"^model\.(?:language_model\.)?layers\.(\d+)$")
 
 ImatrixProgress = Callable[[int, int], None]  # (windows done, windows total)
 
@@ -48,6 +55,8 @@ class ImatrixResult:
     n_windows: int  # windows evaluated (llama-imatrix's chunks)
     shared_kv_skipped: list[str] = field(default_factory=list)  # K/V of KV-shared layers: no entries
     warnings: list[str] = field(default_factory=list)
+    reference_mode: str = "memory"  # how the reference ran: "memory" or "streamed"
+    peak_rss_bytes: int = 0  # of the reference pass
 
 
 class _Accumulator:
@@ -75,35 +84,66 @@ def compute_imatrix(
     chunks: int | None = None,
     force: bool = False,
     on_progress: ImatrixProgress | None = None,
+    reference_mode: str = AUTO,
 ) -> ImatrixResult:
     """The importance matrix of ``text`` through the checkpoint's transformers model.
 
     ``dataset`` names the text in the file (llama-imatrix writes the ``-f`` path there);
-    ``chunks`` caps the number of ``n_ctx``-token windows (None: all).
+    ``chunks`` caps the number of ``n_ctx``-token windows (None: all); ``reference_mode`` is
+    ``auto``, ``memory`` or ``streamed`` (see :mod:`gemma3n_gguf.reference.mode`).
     """
     if n_ctx < MIN_ROWS:
         raise QuantizationError(f"--ctx {n_ctx} is too small: llama.cpp ignores batches under {MIN_ROWS} tokens")
     ckpt = Checkpoint(checkpoint_dir)
-    _, warnings = load_checked_config(ckpt, force)
-    torch, transformers = import_transformers()
+    config, warnings = load_checked_config(ckpt, force)
+    mode = resolve_reference_mode(reference_mode, ckpt.directory).mode
+    _, transformers = import_transformers()
     ids, bos_id = _tokenize(transformers, ckpt.directory, text)
-    windows = plan_windows(ids, n_ctx, bos_id=bos_id, chunks=chunks)
-    model = load_reference_model(ckpt.directory)
-    accumulators, skipped = _attach(model)
-    total = len(windows)
-    for done, window in enumerate(windows.evaluated_windows(), start=1):
-        input_ids = torch.from_numpy(np.asarray(window, dtype=np.int64))[None, :]
-        with torch.inference_mode():
-            model(input_ids=input_ids, use_cache=False, logits_to_keep=1)
-        if on_progress is not None:
-            on_progress(done, total)
+    windows = plan_windows(ids, n_ctx, bos_id=bos_id, chunks=chunks).evaluated_windows()
+    accumulators: dict[str, _Accumulator] = {}
+    accumulate = _streamed_sums if mode == STREAMED else _in_memory_sums
+    with measure_peak_rss() as peak:
+        accumulate(ckpt.directory, windows, accumulators, on_progress)
     entries = {name: ImatrixEntry(acc.sums.astype(np.float32)[None, :], np.array([acc.rows], dtype=np.int64))
                for name, acc in sorted(accumulators.items()) if acc.rows > 0}
     # llama-imatrix's chunk count: the most rows any weight saw, in windows (Gemma 3n's AltUp router
     # runs twice per layer, so this is twice the windows, as llama-imatrix writes it)
     chunk_count = max((int(e.counts[0]) // n_ctx for e in entries.values()), default=0)
     imatrix = Imatrix(entries, datasets=[dataset], chunk_count=chunk_count, chunk_size=n_ctx)
-    return ImatrixResult(imatrix, len(ids), total, skipped, warnings)
+    skipped = [gguf_name(kind, bid) for bid in range(LLAMA_CPP_KV_FROM_START, config.num_layers)
+               for kind in (TensorKind.ATTN_K, TensorKind.ATTN_V)]
+    return ImatrixResult(imatrix, len(ids), len(windows), skipped, warnings, mode, peak.peak_rss_bytes)
+
+
+def _in_memory_sums(directory: Path, windows: list[np.ndarray], accumulators: dict[str, _Accumulator],
+                    on_progress: ImatrixProgress | None) -> None:
+    """The whole model loaded, one window at a time."""
+    import torch
+
+    model = load_reference_model(directory)
+    for name, module in model.named_modules():
+        if match := _LAYER_MODULE.match(name):
+            _attach_layer(int(match.group(1)), module, accumulators)
+    for done, window in enumerate(windows, start=1):
+        input_ids = torch.from_numpy(np.asarray(window, dtype=np.int64))[None, :]
+        with torch.inference_mode():
+            model(input_ids=input_ids, use_cache=False, logits_to_keep=1)
+        if on_progress is not None:
+            on_progress(done, len(windows))
+
+
+def _streamed_sums(directory: Path, windows: list[np.ndarray], accumulators: dict[str, _Accumulator],
+                   on_progress: ImatrixProgress | None) -> None:
+    """One decoder layer at a time, hooked as it is loaded; the windows through it in groups."""
+    from gemma3n_gguf.reference.streamed import StreamedRunner
+
+    runner = StreamedRunner(directory, on_layer_loaded=lambda bid, layer: _attach_layer(bid, layer, accumulators))
+    done = 0
+    for group in runner.groups(windows):
+        runner.final_hidden_states(group)
+        done += len(group)
+        if on_progress is not None:
+            on_progress(done, len(windows))
 
 
 def read_calibration_text(path: str | os.PathLike[str]) -> str:
@@ -127,26 +167,18 @@ def _tokenize(transformers: Any, directory: Path, text: str) -> tuple[list[int],
     return list(ids), tokenizer.bos_token_id if adds_bos else None
 
 
-def _attach(model: Any) -> tuple[dict[str, _Accumulator], list[str]]:
-    """Hooks on every text-model Linear llama.cpp multiplies with; and the K/V it never runs."""
+def _attach_layer(bid: int, layer: Any, accumulators: dict[str, _Accumulator]) -> None:
+    """Hooks on every Linear of decoder layer ``bid`` llama.cpp multiplies with (not the K/V it never runs)."""
     import torch
 
-    accumulators: dict[str, _Accumulator] = {}
-    for module_name, module in model.named_modules():
-        match = _LAYER_MODULE.match(module_name)
-        if not match or not isinstance(module, torch.nn.Linear):
+    for path, module in layer.named_modules():
+        if not isinstance(module, torch.nn.Linear):
             continue
-        mapped = classify(TEXT_PREFIX + match.group(1) + ".weight")
+        mapped = classify(f"{TEXT_PREFIX}layers.{bid}.{path}.weight")
         if mapped is None:
-            raise QuantizationError(f"no GGUF name for the text-model layer {module_name}")
-        kind, bid, _ = mapped
-        if bid is not None and bid >= LLAMA_CPP_KV_FROM_START and kind in (TensorKind.ATTN_K, TensorKind.ATTN_V):
+            raise QuantizationError(f"no GGUF name for the text-model layer layers.{bid}.{path}")
+        kind, _, _ = mapped
+        if bid >= LLAMA_CPP_KV_FROM_START and kind in (TensorKind.ATTN_K, TensorKind.ATTN_V):
             continue  # present in older transformers, never run by llama.cpp
-        accumulator = _Accumulator(module.in_features)
+        accumulator = accumulators.setdefault(gguf_name(kind, bid), _Accumulator(module.in_features))
         module.register_forward_pre_hook(accumulator.hook)
-        accumulators[gguf_name(kind, bid)] = accumulator
-    n_layers = 1 + max((int(_LAYER_MODULE.match(n).group(2)) for n, _ in model.named_modules()
-                        if _LAYER_MODULE.match(n)), default=-1)
-    skipped = [gguf_name(kind, bid) for bid in range(LLAMA_CPP_KV_FROM_START, n_layers)
-               for kind in (TensorKind.ATTN_K, TensorKind.ATTN_V)]
-    return accumulators, skipped
