@@ -41,6 +41,7 @@ def test_base_commands_do_not_check_for_the_extra(capsys, monkeypatch, tmp_path)
 
 def copy_project(destination: Path) -> Path:
     """What ``pip install .`` reads, copied so the build leaves nothing in the work tree."""
+    destination.mkdir()
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         if (ROOT / name).exists():
             shutil.copy2(ROOT / name, destination / name)
