@@ -51,3 +51,40 @@ def print_target_choices(target: str, choices: tuple[str, ...]) -> None:
     """The profile's choices, on stderr so that --json output stays one document."""
     if target != "llama.cpp" or choices:
         err_console.print(f"--target {target}: " + ("; ".join(choices) or "no type changes"), highlight=False)
+
+
+def package_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="Hugging Face checkpoint directory.")],
+    schemes: Annotated[str, typer.Option("--schemes", help="Comma-separated quantization schemes.")] = "Q4_K_M,Q8_0",
+    out: Annotated[Path, typer.Option("-o", "--out", help="Package directory (created; re-running updates it).")] = Path("dist"),
+    mmproj: Annotated[bool, typer.Option("--mmproj", help="Also write and validate the projector (vision + audio).")] = False,
+    mmproj_type: Annotated[str, typer.Option("--mmproj-type", help="Projector type: f32, f16, bf16 or q8_0.")] = "f16",
+    target: TargetOpt = "llama.cpp",
+    publisher: Annotated[str, typer.Option("--publisher", help="LM Studio publisher directory (--target lmstudio).")] = "gemma3n-gguf",
+    text: Annotated[Path | None, typer.Option("--text", help="UTF-8 text to validate on (default: the built-in text).")] = None,
+    ctx: Annotated[int, typer.Option("--ctx", help="Validation window size in tokens.")] = 512,
+    chunks: Annotated[int | None, typer.Option("--chunks", help="Validate on at most this many windows (default: all).")] = None,
+    image: Annotated[list[Path] | None, typer.Option("--image", help="Image for the projector's validation (repeatable; default: a built-in probe).")] = None,
+    audio: Annotated[list[Path] | None, typer.Option("--audio", help="PCM WAV for the projector's validation (repeatable).")] = None,
+    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Reference cache directory.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Quantize, validate and document a checkpoint as a ready-to-publish directory (re-runs skip what is up to date)."""
+    from gemma3n_gguf.cli.console import phase_progress
+    from gemma3n_gguf.package.build import PackageOptions, build_package
+
+    options = PackageOptions(schemes=tuple(s.strip() for s in schemes.split(",") if s.strip()), mmproj=mmproj,
+                             mmproj_type=mmproj_type, target=target, publisher=publisher, text=text, n_ctx=ctx,
+                             chunks=chunks, cache_dir=cache_dir, images=tuple(image or ()), audios=tuple(audio or ()))
+    with phase_progress(enabled=not json_out) as progress:
+        result = build_package(checkpoint, out, options, on_progress=progress)
+    if json_out:
+        print_json({"root": str(result.root), "files": result.files, "ran": result.ran, "skipped": result.skipped,
+                    "target_choices": result.choices})
+        return
+    for scheme, choices in result.choices.items():
+        print_target_choices(f"{target} ({scheme})", tuple(choices))
+    console.print(f"[green]package[/green] {result.root}: {len(result.files)} files; ran {len(result.ran)} steps, "
+                  f"{len(result.skipped)} already up to date", highlight=False)
+    for name in result.files:
+        console.print(f"  {name}", highlight=False)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from gguf import GGUFReader, Keys
+from gguf import Keys
 
 from gemma3n_gguf.core.errors import GGUFFileError, PackageError
-from gemma3n_gguf.inspection import field_value, open_gguf
+from gemma3n_gguf.core.gguf_read import GGUFFile, open_gguf
 from gemma3n_gguf.package.chat_template import END_OF_TURN
 
 LICENSE_FILES = ("LICENSE", "LICENSE.md", "LICENSE.txt", "license.txt")
@@ -41,20 +41,18 @@ class Sampling:
 
 
 def read_chat_facts(model: Path) -> ChatFacts:
-    reader = open_gguf(model)
-    if field_value(reader, Keys.General.ARCHITECTURE) != "gemma3n":
-        raise GGUFFileError(f"{model} is not a Gemma 3n text GGUF (general.architecture is "
-                            f"{field_value(reader, Keys.General.ARCHITECTURE)!r})")
-    template = field_value(reader, Keys.Tokenizer.CHAT_TEMPLATE)
+    gguf = open_gguf(model)
+    if gguf.architecture != "gemma3n":
+        raise GGUFFileError(f"{model} is not a Gemma 3n text GGUF (general.architecture is {gguf.architecture!r})")
+    template = gguf.value(Keys.Tokenizer.CHAT_TEMPLATE)
     if not isinstance(template, str):
         raise PackageError(f"{model} has no tokenizer.chat_template; convert it from a checkpoint that has one")
-    tokens = reader.fields[Keys.Tokenizer.LIST]
+    tokens = gguf.fields[Keys.Tokenizer.LIST]
     if END_OF_TURN not in _token_texts(tokens):
         raise PackageError(f"{model} has no {END_OF_TURN} token, which Gemma's turns end with")
-    bos_id = field_value(reader, Keys.Tokenizer.BOS_ID)
-    return ChatFacts(chat_template=template, bos_token=tokens.contents(int(bos_id)),
-                     add_bos_token=bool(field_value(reader, Keys.Tokenizer.ADD_BOS) in (None, True)),
-                     name=str(field_value(reader, Keys.General.NAME) or model.stem))
+    return ChatFacts(chat_template=template, bos_token=tokens.contents(int(gguf.value(Keys.Tokenizer.BOS_ID))),
+                     add_bos_token=gguf.value(Keys.Tokenizer.ADD_BOS) in (None, True),
+                     name=str(gguf.value(Keys.General.NAME) or model.stem))
 
 
 def _token_texts(field) -> set[str]:
@@ -64,10 +62,9 @@ def _token_texts(field) -> set[str]:
 
 
 def check_projector(path: Path) -> None:
-    reader = open_gguf(path)
-    if field_value(reader, Keys.General.TYPE) not in ("mmproj", "projector"):
-        raise GGUFFileError(f"{path} is not a projector GGUF (general.type is "
-                            f"{field_value(reader, Keys.General.TYPE)!r}); give the mmproj-*.gguf file")
+    kind = open_gguf(path).value(Keys.General.TYPE)
+    if kind not in ("mmproj", "projector"):
+        raise GGUFFileError(f"{path} is not a projector GGUF (general.type is {kind!r}); give the mmproj-*.gguf file")
 
 
 def read_sampling(model: Path, checkpoint: Path | None) -> Sampling:
@@ -97,9 +94,8 @@ def _generation_config_sampling(checkpoint: Path) -> dict[str, float | int]:
             "min_p": float(value["min_p"] or 0.0), "repeat_penalty": float(value["repetition_penalty"])}
 
 
-def _gguf_sampling(reader: GGUFReader) -> dict[str, float | int]:
-    return {name: value for name, key in GGUF_SAMPLING_KEYS.items()
-            if (value := field_value(reader, key)) is not None}
+def _gguf_sampling(gguf: GGUFFile) -> dict[str, float | int]:
+    return {name: value for name, key in GGUF_SAMPLING_KEYS.items() if (value := gguf.value(key)) is not None}
 
 
 def read_license(checkpoint: Path | None) -> str | None:
