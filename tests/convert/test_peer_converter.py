@@ -2,6 +2,8 @@
 
 llama.cpp's convert_hf_to_gguf.py (from the same llama-cpp-python 0.3.36 sdist whose
 runtime we target) writes no K/V for KV-shared layers, and llama.cpp then refuses the file.
+The sdist is fetched, pinned and hash-checked, by the install step (`python bench/peers.py`,
+run by .ci/run before pytest); a test only reads the unpacked cache and never downloads.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ import subprocess
 
 import pytest
 
-from peers import reference_convert_command
+import peers
+from peers import PeerMissing, reference_convert_command
 
 pytestmark = pytest.mark.slow
 
@@ -32,3 +35,10 @@ def test_reference_converter_output_does_not_load_ours_does(tiny_text_checkpoint
     assert reference.is_file()
     assert not _loads(reference)
     assert _loads(tiny_text_f32_gguf)
+
+
+def test_a_missing_peer_is_an_instruction_not_a_download(tmp_path, monkeypatch):
+    monkeypatch.setattr(peers, "CACHE", tmp_path / "peers")
+    with pytest.raises(PeerMissing, match=r"run `python bench/peers.py` to fetch llama-cpp-python==0\.3\.36"):
+        reference_convert_command(tmp_path / "ckpt", tmp_path / "out.gguf", "f32")
+    assert not (tmp_path / "peers").exists()
