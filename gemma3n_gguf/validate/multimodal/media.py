@@ -68,7 +68,7 @@ def read_image(path: str | os.PathLike[str]) -> ImageInput:
             pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
     except FileNotFoundError:
         raise ValidationError(f"image {source} does not exist") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
         raise ValidationError(f"cannot read image {source}: {exc}") from None
     return ImageInput(source, pixels)
 
@@ -82,11 +82,13 @@ def read_audio(path: str | os.PathLike[str]) -> AudioInput:
             frames = stream.readframes(stream.getnframes())
     except FileNotFoundError:
         raise ValidationError(f"audio file {source} does not exist") from None
-    except (wave.Error, EOFError, OSError) as exc:
-        raise ValidationError(f"cannot read audio {source}: {exc} (a PCM WAV file is expected)") from None
+    except (wave.Error, EOFError, OSError, RuntimeError) as exc:  # wave raises RuntimeError on a bad chunk size
+        raise ValidationError(f"cannot read audio {source}: {exc or 'corrupt chunk'} (a PCM WAV file is expected)") from None
     dtypes = {1: np.uint8, 2: np.int16, 4: np.int32}
     if width not in dtypes or not frames:
         raise ValidationError(f"cannot read audio {source}: {8 * width}-bit or empty PCM is not supported")
+    if channels < 1 or len(frames) % (width * channels):
+        raise ValidationError(f"cannot read audio {source}: its data is cut inside a frame (a damaged WAV file)")
     samples = np.frombuffer(frames, dtype=dtypes[width]).astype(np.float32)
     if width == 1:
         samples -= 128.0
