@@ -68,7 +68,11 @@ _SUFFIX = ".g3nref"
 
 
 def reference_key(checkpoint_id: str, plan: WindowPlan, settings: Mapping[str, Any]) -> str:
-    """Cache key: checkpoint identity, evaluated tokens, n_ctx, BOS and reference settings."""
+    """Cache key: checkpoint identity, evaluated tokens, n_ctx, BOS and reference settings.
+
+    ``checkpoint_id`` must cover every byte of the weights
+    (:func:`gemma3n_gguf.reference.identity.checkpoint_content_hash`), never a sample of them.
+    """
     described = {
         "format": FORMAT_VERSION,
         "checkpoint": checkpoint_id,

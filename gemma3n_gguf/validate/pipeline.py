@@ -4,7 +4,7 @@
 of candidates. For each it checks the GGUF against the reference's metadata (no model
 loaded yet), tokenizes the text (:mod:`.tokens`), cuts llama-perplexity's windows
 (:mod:`.windows`), makes sure the reference's scored rows are in the compact cache
-(:mod:`.reference_cache`, keyed by checkpoint fingerprint, token ids, n_ctx, BOS and
+(:mod:`.reference_cache`, keyed by the checkpoint's content hash, token ids, n_ctx, BOS and
 reference settings) and then runs only the candidate (:mod:`.scoring`). The transformers pass
 runs once per (checkpoint, text, settings), whichever process asks first; N candidates cost
 one reference pass plus N candidate passes, and only one model is in memory at a time.
@@ -25,14 +25,16 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gemma3n_gguf.core.errors import GGUFFileError, ValidationError
+from gemma3n_gguf.core.memory import measure_peak_rss
+from gemma3n_gguf.reference.mode import AUTO, make_reference_runner, resolve_reference_mode
 from gemma3n_gguf.validate.compat import GGUFModelInfo, ReferenceInfo, compared_vocab
 from gemma3n_gguf.reference.evaltext import EvalText, load_eval_text
-from gemma3n_gguf.reference.identity import checkpoint_fingerprint
+from gemma3n_gguf.reference.identity import checkpoint_content_hash
 from gemma3n_gguf.validate.multimodal.media import media_parity, read_media
 from gemma3n_gguf.validate.metrics.kld import MIN_TOKENS_FOR_STATISTICS
 from gemma3n_gguf.reference.cache import CachedReference, ReferenceCache, reference_key
 from gemma3n_gguf.validate.report import ReferencePass, ValidationReport
-from gemma3n_gguf.reference.runners import TransformersRunner, transformers_settings
+from gemma3n_gguf.reference.runners import transformers_settings
 from gemma3n_gguf.validate.metrics.scoring import score_candidate
 from gemma3n_gguf.validate.tokens import (
     SOURCE_GGUF,
@@ -60,7 +62,8 @@ class Validator:
     passes are cached (default ``~/.cache/gemma3n-gguf/reference``). ``align_vocab``: compare
     a GGUF whose vocabulary size differs from the reference's over the shared ids instead of
     refusing it (see :mod:`.compat`). ``kv_cache_f32``: llama.cpp with an F32 KV cache instead
-    of llama-perplexity's F16 default.
+    of llama-perplexity's F16 default. ``reference_mode``: ``auto``, ``memory`` or ``streamed``
+    (:mod:`gemma3n_gguf.reference.mode`); the report says which ran and its peak memory.
     """
 
     def __init__(
@@ -75,8 +78,10 @@ class Validator:
         kv_cache_f32: bool = False,
         n_threads: int | None = None,
         on_progress: PhaseProgress | None = None,
+        reference_mode: str = AUTO,
     ) -> None:
         self.reference = ReferenceInfo.read(reference_dir)
+        self.reference_mode = resolve_reference_mode(reference_mode, self.reference.directory)
         self.text = load_eval_text(text)
         self.n_ctx = n_ctx
         self.chunks = None if chunks is not None and chunks < 0 else chunks  # -1: all, as llama-perplexity
@@ -85,7 +90,8 @@ class Validator:
         self.kv_cache_f32 = kv_cache_f32
         self.n_threads = n_threads
         self.on_progress = on_progress
-        self.fingerprint = checkpoint_fingerprint(self.reference.directory)
+        # every byte of the checkpoint: a fine-tune never reuses its base model's cached reference
+        self.fingerprint = checkpoint_content_hash(self.reference.directory, self.cache.directory / "content-hashes.json")
         self.reference_runs = 0
         """How many times this validator ran transformers (0 when every pass came from the cache)."""
         self._reference_ids: NDArray[np.int32] | None = None
@@ -156,20 +162,23 @@ class Validator:
         started = time.perf_counter()
         cached = self.cache.load(key)
         from_cache = cached is not None
+        mode = peak_rss = None
         if cached is None:
-            self._run_reference(key, plan, n_vocab, settings)
+            with measure_peak_rss() as peak:
+                self._run_reference(key, plan, n_vocab, settings)
+            mode, peak_rss = self.reference_mode.mode, peak.peak_rss_bytes
             cached = self.cache.load(key)
             if cached is None:
                 raise ValidationError(f"the reference cache {self.cache.path_for(key)} cannot be read back")
         seconds = time.perf_counter() - started
         return cached, ReferencePass(str(self.reference.directory), self.fingerprint, str(cached.path),
-                                     from_cache, seconds)
+                                     from_cache, seconds, mode, peak_rss)
 
     def _run_reference(self, key: str, plan: WindowPlan, n_vocab: int, settings: dict) -> None:
         progress = self._progress(REFERENCE_PHASE)
         if progress is not None:
             progress(0, len(plan))  # the bar appears while the model loads
-        runner = TransformersRunner(self.reference.directory)
+        runner = make_reference_runner(self.reference.directory, self.reference_mode.mode, n_threads=self.n_threads)
         self.reference_runs += 1
         first_row = plan.n_ctx // 2
         windows = runner.iter_window_logits(plan.evaluated_windows(), first_row=first_row, on_progress=progress)
@@ -177,7 +186,7 @@ class Validator:
             for logits, window in zip(windows, plan):  # runner first: see scoring.score_candidate
                 writer.add_window(window.scored_logits(logits, first_row=first_row)[:, :n_vocab])
         del runner, windows
-        gc.collect()  # free the fp32 model before llama.cpp loads the candidate
+        gc.collect()  # free the reference before llama.cpp loads the candidate
 
     # -- helpers ------------------------------------------------------------------------------
     def _progress(self, phase: str) -> Callable[[int, int], None] | None:
@@ -223,11 +232,13 @@ def validate(
     audios: Sequence[PathLike] = (),
     align_vocab: bool = False,
     kv_cache_f32: bool = False,
+    reference_mode: str = AUTO,
 ) -> ValidationReport:
     """Validate one GGUF against its reference checkpoint (see :class:`Validator`)."""
     validator = Validator(
         reference_dir, text=text, n_ctx=n_ctx, chunks=chunks, cache_dir=cache_dir,
         align_vocab=align_vocab, kv_cache_f32=kv_cache_f32, on_progress=on_progress,
+        reference_mode=reference_mode,
     )
     return validator.validate(model_gguf, mmproj=mmproj, images=images, audios=audios)
 

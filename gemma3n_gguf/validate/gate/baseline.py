@@ -1,17 +1,17 @@
 """The CI quality gate: a baseline file of limits, and a validation report checked against it.
 
-Schema (version 1; ``docs/ci-gate.md`` is the user documentation)::
+Schema (version 2; ``docs/ci-gate.md`` is the user documentation)::
 
     {
       "format": "gemma3n-gguf-baseline",
-      "version": 1,
+      "version": 2,
       "written_by": "gemma3n-gguf 0.1.0",
       "model": "model-Q4_K_M.gguf",                  (informational)
       "protocol": {                                   (what makes numbers comparable)
         "n_ctx": 512, "chunks": 4,                    (chunks null = all windows)
         "align_vocab": false,
         "text": {"name": "...", "sha256": "..."},
-        "reference_fingerprint": "..."
+        "reference_sha256": "..."                    (every byte of the checkpoint)
       },
       "checks": {                                     (each: "measured" and one of "max"/"min")
         "kld_mean": {"measured": 0.0105, "max": 0.0142},
@@ -44,7 +44,7 @@ from gemma3n_gguf.validate.report import ValidationReport
 from gemma3n_gguf.core.stats import jsonable
 
 FORMAT = "gemma3n-gguf-baseline"
-VERSION = 1
+VERSION = 2  # 2: the reference is identified by a full content hash (1: a sampled one)
 
 
 @dataclass(frozen=True)
@@ -106,13 +106,13 @@ class Protocol:
     align_vocab: bool
     text_name: str
     text_sha256: str
-    reference_fingerprint: str
+    reference_sha256: str  # reference.identity.checkpoint_content_hash
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "n_ctx": self.n_ctx, "chunks": self.chunks, "align_vocab": self.align_vocab,
             "text": {"name": self.text_name, "sha256": self.text_sha256},
-            "reference_fingerprint": self.reference_fingerprint,
+            "reference_sha256": self.reference_sha256,
         }
 
     def differences(self, run: Protocol) -> list[str]:
@@ -123,7 +123,7 @@ class Protocol:
         if self.text_sha256 != run.text_sha256:
             found.append(f"the text differs (baseline: {self.text_name}, sha256 {self.text_sha256[:12]}; "
                          f"this run: {run.text_name}, sha256 {run.text_sha256[:12]})")
-        if self.reference_fingerprint != run.reference_fingerprint:
+        if self.reference_sha256 != run.reference_sha256:
             found.append("the reference checkpoint differs from the one the baseline was measured against")
         return found
 
@@ -193,9 +193,9 @@ class GateResult:
                          "checks": [o.to_dict() for o in self.outcomes], "report": self.report.to_dict()})
 
 
-def protocol_for(text: EvalText, n_ctx: int, chunks: int | None, align_vocab: bool, fingerprint: str) -> Protocol:
+def protocol_for(text: EvalText, n_ctx: int, chunks: int | None, align_vocab: bool, reference_sha256: str) -> Protocol:
     """The protocol of a run, known before it runs (so a mismatch stops it early)."""
-    return Protocol(n_ctx, chunks, align_vocab, text.name, text.sha256, fingerprint)
+    return Protocol(n_ctx, chunks, align_vocab, text.name, text.sha256, reference_sha256)
 
 
 def baseline_document(report: ValidationReport, protocol: Protocol) -> dict[str, Any]:
@@ -261,7 +261,7 @@ def _read_protocol(source: Path, raw: Any) -> Protocol:
         text = raw["text"]
         chunks = raw["chunks"]
         return Protocol(int(raw["n_ctx"]), None if chunks is None else int(chunks), bool(raw["align_vocab"]),
-                        str(text["name"]), str(text["sha256"]), str(raw["reference_fingerprint"]))
+                        str(text["name"]), str(text["sha256"]), str(raw["reference_sha256"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise BaselineError(f"baseline {source}: \"protocol\" is incomplete or malformed ({exc!r})") from None
 
