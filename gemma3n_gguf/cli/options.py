@@ -21,3 +21,7 @@ ExactMmTokensOpt = Annotated[bool | None, typer.Option(
     "--exact-mm-tokens/--no-exact-mm-tokens", help=EXACT_MM_HELP + " Default: on with --mmproj, else off.")]
 QuantizeExactMmTokensOpt = Annotated[bool, typer.Option(
     "--exact-mm-tokens/--no-exact-mm-tokens", help=EXACT_MM_HELP + " Default: off.")]
+ReferenceModeOpt = Annotated[str, typer.Option(
+    "--reference-mode", help="How the transformers reference runs: memory (the whole fp32 model), streamed (one "
+                             "decoder layer at a time, for models larger than RAM) or auto (memory when it fits "
+                             "with room to spare).")]

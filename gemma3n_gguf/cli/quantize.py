@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from gemma3n_gguf.cli.console import byte_progress, console, err_console, human_bytes, phase_progress, print_json
-from gemma3n_gguf.cli.options import CheckpointArg, JsonOpt, QuantizeExactMmTokensOpt
+from gemma3n_gguf.cli.options import CheckpointArg, JsonOpt, QuantizeExactMmTokensOpt, ReferenceModeOpt
 from gemma3n_gguf.cli.package import TargetOpt, print_target_choices
 
 TypeOpt = Annotated[str | None, typer.Option(help="A ggml type: Q8_0, Q6_K, Q4_K, F16, ...")]
@@ -86,6 +86,7 @@ def imatrix_cmd(
     output: Annotated[Path, typer.Option("-o", "--output", help="Output imatrix path (llama.cpp's GGUF format).")] = Path("imatrix.gguf"),
     ctx: Annotated[int, typer.Option("--ctx", help="Tokens per chunk (llama-imatrix -c).")] = 512,
     chunks: Annotated[int | None, typer.Option("--chunks", help="Use at most N chunks (default: all).")] = None,
+    reference_mode: ReferenceModeOpt = "auto",
     json_out: JsonOpt = False,
 ) -> None:
     """Compute an importance matrix with the transformers reference model, for quantize --imatrix."""
@@ -95,14 +96,16 @@ def imatrix_cmd(
     with phase_progress(enabled=not json_out) as progress:
         on_window = (lambda done, total: progress("imatrix chunks", done, total)) if progress else None
         result = compute_imatrix(checkpoint, read_calibration_text(text), dataset=str(text), n_ctx=ctx,
-                                 chunks=chunks, on_progress=on_window)
+                                 chunks=chunks, on_progress=on_window, reference_mode=reference_mode)
     write_imatrix_gguf(output, result.imatrix)
     summary = {"output": str(output), "dataset": str(text), "entries": len(result.imatrix.entries), "chunks": result.n_windows,
-               "chunk_size": ctx, "tokens": result.n_tokens, "no_entries_kv_shared": result.shared_kv_skipped}
+               "chunk_size": ctx, "tokens": result.n_tokens, "no_entries_kv_shared": result.shared_kv_skipped,
+               "reference": {"mode": result.reference_mode, "peak_rss_bytes": result.peak_rss_bytes}}
     if json_out:
         print_json(summary)
         return
-    console.print(f"[green]wrote[/green] {output} ({summary['entries']} entries, {result.n_windows} chunks of {ctx} tokens)")
+    console.print(f"[green]wrote[/green] {output} ({summary['entries']} entries, {result.n_windows} chunks of {ctx} tokens; "
+                  f"reference {result.reference_mode}, peak {human_bytes(result.peak_rss_bytes)})")
     if result.shared_kv_skipped:
         console.print(f"no entries for the K/V of the KV-shared layers ({', '.join(result.shared_kv_skipped[:2])}, ...): "
                       "llama.cpp never computes them, so llama-imatrix records none and llama-quantize "

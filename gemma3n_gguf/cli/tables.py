@@ -9,8 +9,9 @@ from rich.table import Table
 
 from gemma3n_gguf.validate.gate.baseline import GateResult
 from gemma3n_gguf.validate.multimodal.media import MediaParity
-from gemma3n_gguf.validate.report import ValidationReport
+from gemma3n_gguf.validate.report import ReferencePass, ValidationReport
 from gemma3n_gguf.core.stats import Estimate
+from gemma3n_gguf.core.units import human_bytes
 from gemma3n_gguf.validate.sweep.result import SweepResult
 
 _KLD_LEVELS = ("max", "99.9", "99", "95", "90", "median")
@@ -45,12 +46,18 @@ def report_table(report: ValidationReport) -> Table:
     table.add_row("mean Δp", _pm(k.delta_p_mean, 3, 100, " %"))
     table.add_row("RMS Δp", _pm(k.delta_p_rms, 3, 100, " %"))
     table.add_row("tokenizer", "agrees" if report.tokenizer.agree else "[red]DIFFERS[/red]")
-    table.add_row("reference pass", f"{'cache' if report.reference.cached else 'computed'} "
-                                    f"({report.reference.seconds:.1f} s)")
+    table.add_row("reference pass", _reference_cell(report.reference))
     table.add_row("candidate pass", f"{report.candidate_seconds:.1f} s")
     for media in report.media:
         table.add_row(f"{media.kind} {Path(media.source).name}", _media_cell(media))
     return table
+
+
+def _reference_cell(reference: ReferencePass) -> str:
+    if reference.cached:
+        return f"cache ({reference.seconds:.1f} s)"
+    return (f"computed, {reference.mode}, peak {human_bytes(reference.peak_rss_bytes or 0)} "
+            f"({reference.seconds:.1f} s)")
 
 
 def _media_cell(media: MediaParity) -> str:

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from gemma3n_gguf.cli.console import console, err_console, phase_progress, print_json
-from gemma3n_gguf.cli.options import CheckpointArg, GGUFArg, JsonOpt
+from gemma3n_gguf.cli.options import CheckpointArg, GGUFArg, JsonOpt, ReferenceModeOpt
 
 ReferenceOpt = Annotated[Path, typer.Option("--reference", help="The Hugging Face checkpoint the GGUF was made from (run in transformers, fp32).")]
 TextOpt = Annotated[Path | None, typer.Option("--text", help="UTF-8 text file to evaluate on (default: the multilingual text shipped with gemma3n-gguf).")]
@@ -32,6 +32,7 @@ def validate_cmd(
     chunks: ChunksOpt = None,
     align_vocab: AlignVocabOpt = False,
     cache_dir: CacheDirOpt = None,
+    reference_mode: ReferenceModeOpt = "auto",
     json_out: JsonOpt = False,
 ) -> None:
     """Compare a GGUF with its reference checkpoint: perplexity, KL divergence, top-1 agreement."""
@@ -41,7 +42,7 @@ def validate_cmd(
     with phase_progress(enabled=not json_out) as progress:
         report = validate(model, reference, text=text, n_ctx=ctx, chunks=chunks, cache_dir=cache_dir,
                           on_progress=progress, mmproj=mmproj, images=image or [], audios=audio or [],
-                          align_vocab=align_vocab)
+                          align_vocab=align_vocab, reference_mode=reference_mode)
     if json_out:
         print_json(report.to_dict())
         return
@@ -65,6 +66,7 @@ def check_cmd(
     audio: AudioOpt = None,
     align_vocab: AlignVocabOpt = False,
     cache_dir: CacheDirOpt = None,
+    reference_mode: ReferenceModeOpt = "auto",
     json_out: JsonOpt = False,
 ) -> None:
     """CI gate: validate MODEL against a baseline. Exit 0 = pass, 1 = regression, 2 = usage error."""
@@ -76,7 +78,7 @@ def check_cmd(
     if (baseline is None) == (write_baseline is None):
         _usage_error("give exactly one of --baseline FILE (check) and --write-baseline FILE (record)")
     options = dict(text=text, n_ctx=ctx, chunks=chunks, align_vocab=align_vocab or None, cache_dir=cache_dir,
-                   mmproj=mmproj, images=image or [], audios=audio or [])
+                   mmproj=mmproj, images=image or [], audios=audio or [], reference_mode=reference_mode)
     try:
         with phase_progress(enabled=not json_out) as progress:
             if write_baseline is not None:
@@ -112,6 +114,7 @@ def sweep_cmd(
     chunks: ChunksOpt = None,
     cache_dir: CacheDirOpt = None,
     delete_models: Annotated[bool, typer.Option("--delete-models", help="Remove each quantized file once validated.")] = False,
+    reference_mode: ReferenceModeOpt = "auto",
     json_out: JsonOpt = False,
 ) -> None:
     """Quantize a checkpoint with several schemes and validate each: size against quality."""
@@ -121,7 +124,7 @@ def sweep_cmd(
     names = [name.strip() for name in schemes.split(",") if name.strip()]
     with phase_progress(enabled=not json_out) as progress:
         result = sweep(checkpoint, names, out, text=text, n_ctx=ctx, chunks=chunks, cache_dir=cache_dir,
-                       keep_models=not delete_models, on_progress=progress)
+                       keep_models=not delete_models, on_progress=progress, reference_mode=reference_mode)
     if json_out:
         print_json(result.to_dict())
         return

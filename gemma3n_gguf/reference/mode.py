@@ -48,11 +48,14 @@ def in_memory_bytes(checkpoint_dir: str | os.PathLike[str]) -> int:
     return 4 * sum(math.prod(ref.shape) for ref in tensors)
 
 
-def resolve_reference_mode(requested: str, checkpoint_dir: str | os.PathLike[str]) -> ReferenceMode:
-    """``memory`` or ``streamed`` for ``requested`` (``auto`` decides from the memory estimate)."""
+def resolve_reference_mode(requested: str, checkpoint_dir: str | os.PathLike[str], *,
+                           available_bytes: int | None = None) -> ReferenceMode:
+    """``memory`` or ``streamed`` for ``requested``; ``auto`` weighs the model against ``available_bytes``
+    (default: what the kernel reports available now)."""
     if requested not in REFERENCE_MODES:
-        raise ValidationError(f"unknown reference mode {requested!r}; choose one of {', '.join(REFERENCE_MODES)}")
-    needed, available = in_memory_bytes(checkpoint_dir), available_memory_bytes()
+        raise ValidationError(f"unknown --reference-mode {requested!r}; choose one of {', '.join(REFERENCE_MODES)}")
+    needed = in_memory_bytes(checkpoint_dir)
+    available = available_memory_bytes() if available_bytes is None else available_bytes
     mode = requested
     if requested == AUTO:
         mode = MEMORY if needed * HEADROOM_FACTOR + HEADROOM_BYTES <= available else STREAMED

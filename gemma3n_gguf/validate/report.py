@@ -32,6 +32,10 @@ class ReferencePass:
     cached: bool
     """True when the reference rows were read from the cache (transformers did not run)."""
     seconds: float
+    mode: str | None = None
+    """How the reference ran: "memory" (the whole model) or "streamed" (layer by layer); None from the cache."""
+    peak_rss_bytes: int | None = None
+    """This process's peak resident memory during the reference pass (None from the cache)."""
 
 
 @dataclass(frozen=True)

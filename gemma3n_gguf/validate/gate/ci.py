@@ -15,6 +15,7 @@ from typing import Any
 from gemma3n_gguf.core.errors import BaselineError
 from gemma3n_gguf.reference.evaltext import EvalText
 from gemma3n_gguf.validate.gate.baseline import GateResult, evaluate, load_baseline, protocol_for, write_baseline
+from gemma3n_gguf.reference.mode import AUTO
 from gemma3n_gguf.validate.pipeline import PhaseProgress, Validator
 from gemma3n_gguf.validate.report import ValidationReport
 
@@ -35,10 +36,11 @@ def record_baseline(
     images: Sequence[PathLike] = (),
     audios: Sequence[PathLike] = (),
     on_progress: PhaseProgress | None = None,
+    reference_mode: str = AUTO,
 ) -> tuple[ValidationReport, dict[str, Any]]:
     """Validate ``model_gguf`` and write its numbers, with tolerances, as a new baseline."""
     validator = Validator(reference_dir, text=text, n_ctx=n_ctx or 512, chunks=chunks, cache_dir=cache_dir,
-                          align_vocab=bool(align_vocab), on_progress=on_progress)
+                          align_vocab=bool(align_vocab), on_progress=on_progress, reference_mode=reference_mode)
     report = validator.validate(model_gguf, mmproj=mmproj, images=images, audios=audios)
     protocol = protocol_for(validator.text, validator.n_ctx, validator.chunks, validator.align_vocab,
                             validator.fingerprint)
@@ -59,6 +61,7 @@ def check(
     images: Sequence[PathLike] = (),
     audios: Sequence[PathLike] = (),
     on_progress: PhaseProgress | None = None,
+    reference_mode: str = AUTO,
 ) -> GateResult:
     """Validate ``model_gguf`` with the baseline's protocol and check each of its limits.
 
@@ -71,6 +74,7 @@ def check(
         reference_dir, text=text, n_ctx=wanted.n_ctx if n_ctx is None else n_ctx,
         chunks=wanted.chunks if chunks is None else chunks, cache_dir=cache_dir,
         align_vocab=wanted.align_vocab if align_vocab is None else align_vocab, on_progress=on_progress,
+        reference_mode=reference_mode,
     )
     run = protocol_for(validator.text, validator.n_ctx, validator.chunks, validator.align_vocab,
                        validator.fingerprint)

@@ -17,6 +17,7 @@ from gemma3n_gguf.quantize.onepass import quantize
 from gemma3n_gguf.core.errors import ValidationError
 from gemma3n_gguf.engine.schemes import get_scheme
 from gemma3n_gguf.reference.evaltext import EvalText
+from gemma3n_gguf.reference.mode import AUTO
 from gemma3n_gguf.validate.pipeline import PhaseProgress, Validator
 from gemma3n_gguf.validate.sweep.outputs import output_paths, write_outputs
 from gemma3n_gguf.validate.sweep.result import SweepResult, SweepRow
@@ -42,6 +43,7 @@ def sweep(
     quantize_fn: QuantizeFn | None = None,
     keep_models: bool = True,
     on_progress: PhaseProgress | None = None,
+    reference_mode: str = AUTO,
 ) -> SweepResult:
     """Quantize ``checkpoint_dir`` with each scheme, validate each file, write the table and plot.
 
@@ -53,7 +55,8 @@ def sweep(
         raise ValidationError("no schemes to sweep; pass e.g. --schemes Q4_K_M,Q8_0")
     quantize = quantize_fn or project_quantizer()
     root, directory = Path(checkpoint_dir), Path(out_dir)
-    validator = Validator(root, text=text, n_ctx=n_ctx, chunks=chunks, cache_dir=cache_dir)
+    validator = Validator(root, text=text, n_ctx=n_ctx, chunks=chunks, cache_dir=cache_dir,
+                          reference_mode=reference_mode)
     rows, reports = [], []
     for scheme in names:
         started = time.perf_counter()
