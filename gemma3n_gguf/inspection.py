@@ -114,7 +114,7 @@ def projector_summary(gguf: GGUFFile) -> dict:
     types: dict[str, Counter[str]] = defaultdict(Counter)
     for t in gguf.tensors:
         parts = t.name.split(".")
-        if t.name.startswith("v.blk.") and (parts[2], parts[3]) not in seen:
+        if t.name.startswith("v.blk.") and len(parts) > 3 and parts[2].isdigit() and (parts[2], parts[3]) not in seen:
             seen.add((parts[2], parts[3]))
             stages[int(parts[2])] += 1
         modality = "audio" if t.name.startswith(("a.", "mm.a.")) else "vision"
@@ -131,9 +131,13 @@ def projector_summary(gguf: GGUFFile) -> dict:
         "audio_projector": field_value(gguf, "clip.audio.projector_type"),
         "blocks_per_stage": [stages[s] for s in sorted(stages)],
         "image_size": image_size,
-        "tokens_per_image": image_size // patch if image_size and patch else None,
+        "tokens_per_image": image_size // patch if _positive_ints(image_size, patch) else None,
         "types": {m: dict(sorted(c.items())) for m, c in types.items()},
     }
+
+
+def _positive_ints(*values) -> bool:
+    return all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values)
 
 
 def _json_safe(value):

@@ -99,3 +99,23 @@ def test_inspect_says_why_a_file_will_not_load(valid, tmp_path, capsys, kind, re
     assert run.code == 1
     assert "will not load in llama.cpp" in run.err and reason in run.err
     assert "Traceback" not in run.err
+
+
+def test_inspect_summarises_a_loadable_projector_with_odd_names_and_types(tmp_path):
+    import numpy as np
+    from gguf import GGUFWriter
+
+    from gemma3n_gguf.inspection import summarize
+
+    path = tmp_path / "odd.gguf"
+    writer = GGUFWriter(path, "clip")
+    writer.add_string("clip.vision.image_size", "big")  # a string where an integer belongs
+    writer.add_uint32("clip.vision.patch_size", 0)
+    writer.add_tensor("v.blk.x", np.zeros(4, np.float32))  # no stage or block number
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    assert ggml_would_load(path)
+    projector = summarize(path).projector
+    assert projector["tokens_per_image"] is None and projector["blocks_per_stage"] == []
