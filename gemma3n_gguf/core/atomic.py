@@ -145,6 +145,8 @@ def _explain(exc: OSError) -> str:
     reason = exc.strerror or str(exc)
     if exc.errno in _FULL_DISK:
         return f"{reason} (the disk is full or a file-size limit was reached; free space or write elsewhere)"
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+        return f"{reason} (a part of the path is a file, not a directory)"
     if exc.errno in _DENIED:
         return f"{reason} (the directory is read-only for this user; write elsewhere)"
     return reason

@@ -212,3 +212,14 @@ def test_quantize_refuses_its_imatrix_as_output(tiny_text_checkpoint, reference_
     assert one_error_line(result.stderr) == (
         f"error: the output {imatrix} is an input of this run ({imatrix}); choose another output path with -o")
     assert sha256(imatrix) == before
+
+
+def test_a_file_where_the_output_directory_should_be(tmp_path):
+    from gemma3n_gguf.core.atomic import atomic_path
+    from gemma3n_gguf.core.errors import ConversionError
+
+    (tmp_path / "a-file").write_text("not a directory")
+    with pytest.raises(ConversionError) as caught, atomic_path(tmp_path / "a-file" / "m.gguf"):
+        pass
+    assert str(caught.value) == (f"cannot write to {tmp_path / 'a-file'}: File exists "
+                                 "(a part of the path is a file, not a directory)")

@@ -109,3 +109,18 @@ def test_a_directory_without_weights_has_no_content_hash(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(CheckpointError, match="has no \\*.safetensors weight files"):
         checkpoint_content_hash(tmp_path, tmp_path / "memo.json")
+
+
+def test_a_version_1_baseline_keyed_on_the_sampled_identity_must_be_rewritten(tmp_path):
+    from gemma3n_gguf.core.errors import BaselineError
+    from gemma3n_gguf.validate.gate.baseline import load_baseline
+
+    committed = json.loads((Path(__file__).parents[1] / "validate" / "baselines" / "tiny-text-Q8_0.json").read_text())
+    protocol = {k: v for k, v in committed["protocol"].items() if k != "reference_sha256"}
+    old = tmp_path / "baseline.json"
+    old.write_text(json.dumps({**committed, "version": 1,
+                               "protocol": {**protocol, "reference_fingerprint": "f215c24f" * 8}}))
+    with pytest.raises(BaselineError) as caught:
+        load_baseline(old)
+    assert str(caught.value) == (f"baseline {old} has version 1; this gemma3n-gguf reads version 2: "
+                                 "rewrite it with --write-baseline")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from gguf import GGUFReader
 
 from cli_helpers import run_cli
-from gemma3n_gguf.convert.projector.config import FEATURE_EXTRACTOR_FIELDS
+from gemma3n_gguf.convert.projector.config import FEATURE_EXTRACTOR_FIELDS, extractor_as_transformers_builds_it
 
 PREFIX = "clip.audio.feature_extractor."
 
@@ -43,3 +44,19 @@ def test_a_preprocessor_config_without_audio_settings_converts_with_transformers
             "input_scale_factor=1.0, dither=0.0, padding_value=0.0") in " ".join((result.out + result.err).split())
     # the defaults are the released values: the projector is the one made from the full file
     assert extractor_keys(tmp_path / "mmproj.gguf") == extractor_keys(tiny_mm_mmproj("f16").path)
+
+
+@pytest.mark.parametrize("preprocessor", [
+    {},
+    {"sampling_rate": 8000},
+    {"fft_overdrive": False, "feature_size": 64, "mel_floor": 1e-3},
+    {"frame_length_ms": 25.0, "hop_length_ms": 12.5, "dither": 0.1},
+], ids=["empty", "8 kHz", "no overdrive", "other windows"])
+def test_the_defaults_are_what_transformers_fills(preprocessor):
+    from transformers.models.gemma3n.feature_extraction_gemma3n import Gemma3nAudioFeatureExtractor
+
+    extractor = Gemma3nAudioFeatureExtractor.from_dict(dict(preprocessor))
+    built = extractor_as_transformers_builds_it(preprocessor)
+    for field in FEATURE_EXTRACTOR_FIELDS:
+        expected = getattr(extractor, field)
+        assert built[field] == (expected.item() if hasattr(expected, "item") else expected), field

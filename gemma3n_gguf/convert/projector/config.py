@@ -9,6 +9,7 @@ layout itself is checked by ``mmproj_plan``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,26 +147,34 @@ FEATURE_EXTRACTOR_FIELDS = (
 NULLABLE_FEATURE_FIELDS = ("per_bin_mean", "per_bin_stddev")
 
 
+# Gemma3nAudioFeatureExtractor.__init__'s defaults (transformers 5.24.0), which transformers fills in
+# for keys a preprocessor_config.json lacks; tests compare them with transformers' own extractor.
+EXTRACTOR_DEFAULTS: dict[str, Any] = {
+    "feature_size": 128, "sampling_rate": 16_000, "padding_value": 0.0, "frame_length_ms": 32.0,
+    "hop_length_ms": 10.0, "min_frequency": 125.0, "max_frequency": 7600.0, "preemphasis": 0.97,
+    "preemphasis_htk_flavor": True, "fft_overdrive": True, "dither": 0.0, "input_scale_factor": 1.0,
+    "mel_floor": 1e-5, "per_bin_mean": None, "per_bin_stddev": None,
+}
+
+
+def extractor_as_transformers_builds_it(preprocessor: dict) -> dict[str, Any]:
+    """The settings transformers' extractor ends up with: file values over defaults, lengths derived."""
+    values = {key: preprocessor.get(key, default) for key, default in EXTRACTOR_DEFAULTS.items()}
+    values["frame_length"] = int(round(values["sampling_rate"] * values["frame_length_ms"] / 1000.0))
+    values["hop_length"] = int(round(values["sampling_rate"] * values["hop_length_ms"] / 1000.0))
+    values["fft_length"] = 2 ** math.ceil(math.log2(values["frame_length"])) * (2 if values["fft_overdrive"] else 1)
+    return values
+
+
 def feature_extractor_settings(preprocessor: dict) -> tuple[dict[str, Any], tuple[str, ...]]:
     """The extractor's settings, and the names of those the file lacks (filled as transformers does)."""
     fields = FEATURE_EXTRACTOR_FIELDS + NULLABLE_FEATURE_FIELDS
     missing = tuple(f for f in FEATURE_EXTRACTOR_FIELDS if f not in preprocessor)
-    if not missing:
-        return {f: preprocessor.get(f) for f in fields}, ()
-    # transformers builds the extractor from the file's keys and its own defaults: so do we
-    from transformers.models.gemma3n.feature_extraction_gemma3n import Gemma3nAudioFeatureExtractor
-
     try:
-        extractor = Gemma3nAudioFeatureExtractor.from_dict(dict(preprocessor))
+        built = extractor_as_transformers_builds_it(preprocessor) if missing else {}
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{PREPROCESSOR_FILE} has audio settings transformers cannot use: {exc}") from exc
-    values = {f: preprocessor[f] if f in preprocessor else _plain(getattr(extractor, f)) for f in fields}
-    return values, missing
-
-
-def _plain(value: Any) -> Any:
-    """A JSON-like value from what the extractor holds (numpy scalars and arrays)."""
-    return value.tolist() if hasattr(value, "tolist") else value
+        raise ConfigError(f"{PREPROCESSOR_FILE} has audio settings of the wrong type ({exc})") from exc
+    return {f: preprocessor[f] if f in preprocessor else built.get(f) for f in fields}, missing
 
 
 # -- what llama.cpp cannot run ----------------------------------------------------------
