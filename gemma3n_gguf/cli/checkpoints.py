@@ -29,9 +29,9 @@ def make_checkpoint_cmd(
 def demo(
     out: Annotated[Path, typer.Option("-o", "--out", help="Working directory for the demo's files.")] = Path("gemma3n-demo"),
 ) -> None:
-    """Build a tiny Gemma 3n, convert it, and check llama.cpp against transformers."""
+    """The whole toolkit on a tiny multimodal Gemma 3n: convert, quantize, validate, gate, Modelfile, package."""
     from gemma3n_gguf.demo import run_demo
 
     rows = run_demo(out, console)
-    if any(r.failures for r in rows):
+    if any(r.failure for r in rows):
         raise typer.Exit(1)

@@ -1,7 +1,7 @@
 """Validation of a package's files against the reference: one Validator, made only if a file needs it.
 
 With a projector, every text GGUF is validated with it on the given images and audio clips,
-or on a built-in probe image (a fixed gradient) when none are given, so the projector is always
+or on a built-in probe image (the validator's synthetic test card) when none are given, so the projector is always
 compared with the reference too.
 """
 
@@ -12,15 +12,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from gemma3n_gguf.core.atomic import write_text_atomically
 from gemma3n_gguf.core.stats import Estimate
 from gemma3n_gguf.package.manifest import file_sha256
+from gemma3n_gguf.validate.multimodal.checks import synthetic_image
 from gemma3n_gguf.validate.pipeline import PhaseProgress, Validator
 from gemma3n_gguf.validate.sweep.outputs import write_plot
 
-PROBE_IMAGE = "built-in gradient probe v1"
+PROBE_IMAGE = "synthetic_image(256, seed=0)"
 
 
 class PackageValidator:
@@ -59,9 +58,7 @@ class PackageValidator:
             self._probe_dir = tempfile.TemporaryDirectory(prefix="gemma3n-gguf-probe-")
         path = Path(self._probe_dir.name) / "probe.png"
         if not path.is_file():
-            y, x = np.mgrid[0:96, 0:128]
-            pixels = np.stack([x * 2, y * 2, (x + y) % 256], axis=-1).astype(np.uint8)
-            Image.fromarray(pixels).save(path)
+            Image.fromarray(synthetic_image(256, seed=0)).save(path)
         return path
 
 

@@ -1,0 +1,31 @@
+"""`gemma3n-gguf demo` runs the whole toolkit on tiny-mm; every row bounded, a row out of bounds exits 1."""
+
+from __future__ import annotations
+
+import pytest
+
+from cli_helpers import run_cli
+
+from gemma3n_gguf import demo
+
+pytestmark = pytest.mark.slow
+
+STEPS = ("convert text + projector", "quantize (one pass)", "text F16", "image embeddings (F16)",
+         "audio embeddings (F16)", "text Q8_0", "text Q4_K_M", "Ollama Modelfile", "package", "CI gate vs baseline")
+
+
+def test_demo_passes_then_fails_when_a_bound_is_tightened(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # one table line per row
+    run = run_cli(capsys, "demo", "-o", tmp_path)
+    assert run.code == 0, run.out + run.err
+    assert "all within bounds" in run.out
+    for step in STEPS:
+        assert step in run.out
+    assert (tmp_path / "dist" / "SHA256SUMS").is_file() and (tmp_path / "Modelfile").is_file()
+
+    # Same directory: the checkpoint, reference cache and package are reused, so this run is short.
+    monkeypatch.setitem(demo.TEXT_BOUNDS, "Q4_K_M", (1e-9, 0.9))
+    run = run_cli(capsys, "demo", "-o", tmp_path)
+    assert run.code == 1
+    (row,) = [line for line in run.out.splitlines() if "text Q4_K_M" in line]
+    assert "out of bounds" in row
