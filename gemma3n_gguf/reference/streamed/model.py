@@ -16,29 +16,37 @@ The forward pass itself is transformers' (``Gemma3nModel.forward`` or ``Gemma3nT
 over a batch of windows: masks, rotary embeddings, AltUp predict/correct, LAuReL, per-layer inputs
 and the KV-sharing store all run as in the full model, and the batch goes through the layers one
 layer at a time, its activations kept between layers. The vision and audio towers stay on the
-meta device: text windows never reach them.
+meta device: text windows never reach them. With ``with_vision_tower`` the vision tower is loaded
+too (for image features and image prompts; never the audio tower, which
+:mod:`gemma3n_gguf.validate.multimodal.audio_tower` runs alone).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
+from transformers import AutoModel
 from transformers.initialization import no_init_weights
 from transformers.models.gemma3n import modeling_gemma3n as hf
 
+from gemma3n_gguf.core.errors import ConfigError
 from gemma3n_gguf.reference.streamed.weights import CheckpointWeights
 
 LayerCallback = Callable[[int, Any], None]  # (layer index, the loaded Gemma3nTextDecoderLayer)
 
 
-def build_streamed_model(weights: CheckpointWeights, on_layer_loaded: LayerCallback | None = None) -> Any:
+def build_streamed_model(weights: CheckpointWeights, on_layer_loaded: LayerCallback | None = None, *,
+                         with_vision_tower: bool = False) -> Any:
     """``Gemma3nModel`` (or ``Gemma3nTextModel``) whose forward streams its layers from ``weights``."""
+    if with_vision_tower and not weights.multimodal:
+        raise ConfigError(f"{weights.checkpoint.directory} is a text-only checkpoint: it has no vision tower")
     model_class = hf.Gemma3nModel if weights.multimodal else hf.Gemma3nTextModel
     with torch.device("meta"):
-        model = model_class(weights.config)
+        model = model_class(copy.deepcopy(weights.config))  # timm's builder consumes the vision config
     text = model.language_model if weights.multimodal else model
     text.layers = torch.nn.ModuleList(
         StreamedDecoderLayer(weights, index, on_layer_loaded) for index in range(len(text.layers))
@@ -55,7 +63,17 @@ def build_streamed_model(weights: CheckpointWeights, on_layer_loaded: LayerCallb
         weights.fill_module(module, prefix)
     text.rotary_emb = hf.Gemma3nRotaryEmbedding(weights.text_config)
     text._init_weights(text)  # its non-persistent scale buffers, as from_pretrained sets them
+    if with_vision_tower:
+        model.vision_tower = load_vision_tower(weights)
     return model.eval()
+
+
+def load_vision_tower(weights: CheckpointWeights) -> Any:
+    """transformers' vision tower of a multimodal checkpoint, alone, with its float32 weights."""
+    with no_init_weights():
+        tower = AutoModel.from_config(copy.deepcopy(weights.config.vision_config))
+    weights.fill_module(tower, "model.vision_tower.")
+    return tower.eval()
 
 
 class RowGatheringEmbedding(torch.nn.Module):

@@ -40,13 +40,14 @@ class StreamedRunner:
         group_bytes: int = DEFAULT_GROUP_BYTES,
         vocab_chunk_bytes: int = VOCAB_CHUNK_BYTES,
         on_layer_loaded: LayerCallback | None = None,
+        with_vision_tower: bool = False,
     ) -> None:
         if n_threads is not None:
             torch.set_num_threads(n_threads)
         self._weights = CheckpointWeights(checkpoint_dir)
         self._group_bytes = group_bytes
         self._vocab_chunk_bytes = vocab_chunk_bytes
-        self._model = build_streamed_model(self._weights, on_layer_loaded)
+        self._model = build_streamed_model(self._weights, on_layer_loaded, with_vision_tower=with_vision_tower)
 
     @property
     def n_vocab(self) -> int:
@@ -74,16 +75,22 @@ class StreamedRunner:
         for group in self._groups(token_windows, first_row):
             hidden = self.final_hidden_states(group)[:, first_row:]
             for rows in hidden:
-                yield self._project(rows)
+                yield self.project(rows)
                 done += 1
                 if on_progress is not None:
                     on_progress(done, len(token_windows))
 
-    def final_hidden_states(self, windows: NDArray[np.int64]) -> torch.Tensor:
-        """The normed last hidden states (windows, n_ctx, hidden) of a group of equal-length windows."""
+    def final_hidden_states(self, windows: NDArray[np.int64], **inputs: Any) -> torch.Tensor:
+        """The normed last hidden states (windows, n_ctx, hidden) of a group of equal-length windows;
+        ``inputs`` go to the model's forward as well (``pixel_values`` with the vision tower loaded)."""
         with torch.inference_mode():
-            output = self._model(input_ids=torch.from_numpy(windows), use_cache=False)
+            output = self._model(input_ids=torch.from_numpy(windows), use_cache=False, **inputs)
         return output.last_hidden_state
+
+    def image_features(self, pixel_values: torch.Tensor) -> NDArray[np.float32]:
+        """transformers' ``get_image_features``: the vision tower and ``embed_vision``, nothing else."""
+        with torch.inference_mode():
+            return self._model.get_image_features(pixel_values).pooler_output[0].numpy()
 
     def groups(self, token_windows: Sequence[ArrayLike]) -> Iterator[NDArray[np.int64]]:
         """The windows as (group size, n_ctx) id arrays, each group within the activation budget."""
@@ -103,7 +110,7 @@ class StreamedRunner:
         """How many windows of ``n_ctx`` tokens fit the activation budget together (at least one)."""
         return max(1, self._group_bytes // window_activation_bytes(self._weights.text_config, n_ctx))
 
-    def _project(self, hidden_rows: torch.Tensor) -> NDArray[np.float32]:
+    def project(self, hidden_rows: torch.Tensor) -> NDArray[np.float32]:
         """The LM head and final soft-cap of ``Gemma3nForConditionalGeneration``, one vocabulary chunk at a time."""
         softcap = self._weights.text_config.final_logit_softcapping
         logits = np.empty((hidden_rows.shape[0], self.n_vocab), dtype=np.float32)

@@ -83,18 +83,21 @@ def synthetic_image(size: int = 768, seed: int = 0) -> NDArray[np.uint8]:
 
 
 class VisionReference:
-    """The checkpoint in transformers (float32, eager attention, CPU): image features and
-    the logits of token sequences whose image positions hold an image's features."""
+    """The checkpoint in transformers (float32, eager attention, CPU), never loaded whole: image
+    features from the vision tower and ``embed_vision`` alone, and the logits of token sequences
+    whose image positions hold an image's features from the layer-streamed text model
+    (:mod:`gemma3n_gguf.reference.streamed`)."""
 
     def __init__(self, checkpoint_dir: str | os.PathLike[str]) -> None:
         import torch
-        from transformers import Gemma3nForConditionalGeneration
+
+        from gemma3n_gguf.reference.streamed import StreamedRunner
 
         ckpt = Checkpoint(checkpoint_dir)
         self.vision: VisionConfig = read_projector_config(ckpt.directory, ckpt.config, with_audio=False).vision
+        self.image_token_id = int(ckpt.config["image_token_id"])
         self._torch = torch
-        self.model = Gemma3nForConditionalGeneration.from_pretrained(
-            ckpt.directory, dtype=torch.float32, attn_implementation="eager").eval()
+        self._runner = StreamedRunner(ckpt.directory, with_vision_tower=True)
 
     def pixel_values(self, image: NDArray[np.uint8]) -> Any:
         size = self.vision.image_size
@@ -107,15 +110,12 @@ class VisionReference:
         return self._torch.from_numpy(pixels).permute(2, 0, 1)[None]
 
     def image_features(self, image: NDArray[np.uint8]) -> NDArray[np.float32]:
-        with self._torch.inference_mode():
-            out = self.model.get_image_features(self.pixel_values(image))
-        return out.pooler_output[0].numpy()
+        return self._runner.image_features(self.pixel_values(image))
 
     def logits(self, tokens: NDArray[np.int64], image: NDArray[np.uint8]) -> NDArray[np.float32]:
-        ids = np.where(tokens == IMAGE_POSITION, self.model.config.image_token_id, tokens)
-        with self._torch.inference_mode():
-            out = self.model(input_ids=self._torch.from_numpy(ids)[None], pixel_values=self.pixel_values(image))
-        return out.logits[0].numpy()
+        ids = np.where(tokens == IMAGE_POSITION, self.image_token_id, tokens).astype(np.int64)
+        hidden = self._runner.final_hidden_states(ids[None], pixel_values=self.pixel_values(image))
+        return self._runner.project(hidden[0])
 
 
 def image_embedding_parity(reference: VisionReference, session: MtmdSession,
