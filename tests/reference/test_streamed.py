@@ -102,3 +102,25 @@ def test_windows_of_different_lengths_are_refused(tiny_text_checkpoint):
     runner = _streamed(tiny_text_checkpoint)
     with pytest.raises(ValidationError, match="one length"):
         next(runner.iter_window_logits([np.arange(10, 40), np.arange(10, 50)]))
+
+
+def test_image_features_and_prompt_logits_equal_the_full_model(tiny_mm_checkpoint):
+    """The image checks' reference: the vision tower alone, and the streamed text model after it."""
+    import torch
+    from transformers import Gemma3nForConditionalGeneration
+
+    from gemma3n_gguf.validate.multimodal.checks import VisionReference, synthetic_image
+    from gemma3n_gguf.validate.multimodal.mtmd import IMAGE_POSITION
+
+    reference = VisionReference(tiny_mm_checkpoint)
+    image = synthetic_image(reference.vision.image_size)
+    tokens = np.array([2, 50, 60, *[IMAGE_POSITION] * 256, 70, 80, 90])
+    full = Gemma3nForConditionalGeneration.from_pretrained(tiny_mm_checkpoint, dtype=torch.float32,
+                                                           attn_implementation="eager").eval()
+    pixels = reference.pixel_values(image)
+    ids = torch.from_numpy(np.where(tokens == IMAGE_POSITION, full.config.image_token_id, tokens))[None]
+    with torch.inference_mode():
+        features = full.get_image_features(pixels).pooler_output[0].numpy()
+        logits = full(input_ids=ids, pixel_values=pixels).logits[0].numpy()
+    assert np.abs(reference.image_features(image) - features).max() <= TOLERANCE * features.std()
+    assert np.abs(reference.logits(tokens, image) - logits).max() <= TOLERANCE * logits.std()

@@ -1,0 +1,146 @@
+"""Validate real-size models on this machine: e2b-shape and e4b-shape, each quantized to Q4_K_M in one
+pass and validated against its fp32 reference with the layer-streamed transformers model, REPEAT times;
+beside it, llama.cpp's base-logits pass (what ``llama-perplexity --kl-divergence-base`` computes) on
+the same windows with an F16 GGUF of the same checkpoint. Results in bench/results/validate_e2b.json.
+
+    python bench/validate_e2b.py [--repeat 3] [--preset e2b-shape] [--also e4b-shape] [--ctx 512] [--chunks 4]
+
+Per preset and repeat, each a measured child process:
+
+1. ``gemma3n-gguf quantize CKPT --scheme Q4_K_M`` (once, repeat 0; role ``quantize``);
+2. ``gemma3n-gguf validate Q4_K_M.gguf --reference CKPT --ctx 512 --chunks 4 --reference-mode streamed``
+   with an empty reference cache (role ``validate``): its report gives the reference pass's own wall
+   time and peak memory; the process's peak RSS is held to ``--bound-gib`` (3 GiB);
+3. ``gemma3n-gguf convert CKPT --outtype f16`` (once, repeat 0; role ``peer_f16_convert``), then
+   llama.cpp's F16 pass over the same windows through llama-cpp-python (role ``peer_f16_base``:
+   model load and logits of every window, timed apart).
+
+``checks`` holds, per preset, the reference pass time against llama.cpp's F16 pass and whether every
+validate run stayed within the bound. The e2b-shape checkpoint needs ~11 GB of disk, e4b-shape ~15 GB,
+their F16 GGUFs as much again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from harness import bench_parser, ensure_checkpoint, warm_page_cache, write_results  # noqa: E402
+from measure import run_measured  # noqa: E402
+
+BENCH = "validate_e2b"
+SCHEME = "Q4_K_M"
+GIB = 2**30
+QUANTIZE = "gemma3n-gguf quantize --scheme Q4_K_M (one pass)"
+VALIDATE = "gemma3n-gguf validate --reference-mode streamed (reference pass + Q4_K_M pass)"
+CONVERT_F16 = "gemma3n-gguf convert --outtype f16"
+PEER_BASE = "llama.cpp F16 base logits (llama-cpp-python)"
+
+
+def main() -> None:
+    parser = bench_parser(__doc__, default_preset="e2b-shape")
+    parser.add_argument("--also", default="e4b-shape", help="comma-separated further presets ('' for none)")
+    parser.add_argument("--ctx", type=int, default=512)
+    parser.add_argument("--chunks", type=int, default=4)
+    parser.add_argument("--bound-gib", type=float, default=3.0, help="peak RSS bound of validate")
+    parser.add_argument("--f16-base-pass", nargs=2, type=Path, metavar=("GGUF", "CKPT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.f16_base_pass:
+        print(json.dumps(f16_base_pass(*args.f16_base_pass, n_ctx=args.ctx, chunks=args.chunks)))
+        return
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    presets = [args.preset, *(p for p in args.also.split(",") if p and p != args.preset)]
+    runs, checks = [], {"scheme": SCHEME, "ctx": args.ctx, "chunks": args.chunks, "bound_bytes": int(args.bound_gib * GIB)}
+    for preset in presets:
+        preset_runs = measure_preset(args, preset)
+        runs += preset_runs
+        checks[preset] = preset_checks(preset_runs, int(args.bound_gib * GIB))
+    path = write_results(BENCH, args, runs, checks)
+    print(json.dumps(checks, indent=1), f"\nwrote {path}", sep="\n")
+
+
+def measure_preset(args: argparse.Namespace, preset: str) -> list[dict]:
+    work = args.workdir
+    ckpt = ensure_checkpoint(work, preset)
+    warm_page_cache(ckpt)
+    quantized, f16 = work / f"{preset}-{SCHEME}.gguf", work / f"{preset}-F16.gguf"
+    runs = []
+
+    def measured(role: str, label: str, cmd: list[str], repeat: int, output: Path | None = None) -> dict:
+        print(f"[{preset} {repeat + 1}/{args.repeat}] {label}", flush=True)
+        log = work / f"{preset}-{role}.log"
+        result = run_measured(label, cmd, str(log), output=output)
+        extra = {"preset": preset}
+        if role in ("validate", "peer_f16_base") and result.returncode == 0:
+            extra["report"] = _last_json(log)
+        run = result.record(role, repeat, **extra)
+        runs.append(run)
+        return run
+
+    cli = [sys.executable, "-m", "gemma3n_gguf"]
+    for repeat in range(args.repeat):
+        if repeat == 0:
+            measured("quantize", QUANTIZE, [*cli, "quantize", str(ckpt), "-o", str(quantized), "--scheme", SCHEME,
+                                            "--json"], repeat, quantized)
+            measured("peer_f16_convert", CONVERT_F16, [*cli, "convert", str(ckpt), "--outtype", "f16", "-o", str(f16)],
+                     repeat, f16)
+        cache = work / f"reference-cache-{preset}-{repeat}"  # empty: the reference pass runs every repeat
+        measured("validate", VALIDATE, [*cli, "validate", str(quantized), "--reference", str(ckpt), "--ctx",
+                                        str(args.ctx), "--chunks", str(args.chunks), "--cache-dir", str(cache),
+                                        "--reference-mode", "streamed", "--json"], repeat)
+        measured("peer_f16_base", PEER_BASE, [sys.executable, __file__, "--f16-base-pass", str(f16), str(ckpt),
+                                              "--ctx", str(args.ctx), "--chunks", str(args.chunks)], repeat)
+    return runs
+
+
+def f16_base_pass(gguf: Path, checkpoint: Path, *, n_ctx: int, chunks: int) -> dict:
+    """llama.cpp's logits for the windows the validator evaluates (its tokens, BOS rule and windows)."""
+    from gemma3n_gguf.reference.evaltext import load_eval_text
+    from gemma3n_gguf.reference.runners import LlamaCppRunner
+    from gemma3n_gguf.reference.windows import plan_windows
+    from gemma3n_gguf.validate.compat import ReferenceInfo
+    from gemma3n_gguf.validate.tokens import reference_token_ids
+
+    ids = reference_token_ids(checkpoint, load_eval_text(None).text)
+    bos = ReferenceInfo.read(checkpoint).bos_id
+    plan = plan_windows(ids, n_ctx, bos_id=bos if bos is not None and int(ids[0]) == bos else None, chunks=chunks)
+    started = time.perf_counter()
+    with LlamaCppRunner(gguf, n_ctx=n_ctx) as runner:
+        loaded = time.perf_counter()
+        rows = sum(len(logits) for logits in runner.iter_window_logits(plan.evaluated_windows(), first_row=n_ctx // 2))
+        finished = time.perf_counter()
+    return {"windows": len(plan), "rows": rows, "load_s": round(loaded - started, 3),
+            "pass_s": round(finished - loaded, 3)}
+
+
+def preset_checks(runs: list[dict], bound: int) -> dict:
+    validates = [run for run in runs if run["role"] == "validate"]
+    bases = [run for run in runs if run["role"] == "peer_f16_base"]
+    reference_s = [run["report"]["reference"]["seconds"] for run in validates if "report" in run]
+    base_s = [run["report"]["load_s"] + run["report"]["pass_s"] for run in bases if "report" in run]
+    return {
+        "validate_exit_ok": all(run["exit"] == 0 for run in validates),
+        "validate_peak_rss_bytes": max((run["peak_rss_bytes"] for run in validates), default=None),
+        "within_bound": all(run["peak_rss_bytes"] <= bound for run in validates),
+        "reference_modes": sorted({run["report"]["reference"]["mode"] for run in validates if "report" in run}),
+        "reference_pass_s": min(reference_s, default=None),
+        "reference_pass_peak_rss_bytes": max((run["report"]["reference"]["peak_rss_bytes"] for run in validates
+                                              if "report" in run), default=None),
+        "llama_f16_base_s": min(base_s, default=None),
+        "reference_over_llama_f16": (min(reference_s) / min(base_s)) if reference_s and base_s else None,
+    }
+
+
+def _last_json(log: Path) -> dict:
+    """The JSON document a child printed last (its log also holds whatever it wrote to stderr)."""
+    text = log.read_text()
+    start = text.rfind("\n{")
+    return json.JSONDecoder().raw_decode(text[start + 1 if start >= 0 else text.index("{"):])[0]
+
+
+if __name__ == "__main__":
+    main()
