@@ -20,7 +20,7 @@ from gemma3n_gguf.core.gguf_write import Progress, write_gguf
 from gemma3n_gguf.engine.fileplan import PlannedOutput, QuantizationPlan
 from gemma3n_gguf.engine.inputs import ARCH, CheckpointInput
 from gemma3n_gguf.engine.kv import install_kv
-from gemma3n_gguf.engine.pipeline import QuantizePipeline, TensorJob
+from gemma3n_gguf.engine.pipeline import WritePipeline, TensorJob
 from gemma3n_gguf.model.config import TextConfig
 from gemma3n_gguf.model.text_plan import TextPlan
 
@@ -97,7 +97,7 @@ def convert(
     def metadata(writer: GGUFWriter) -> None:
         install_kv(writer, plan.kv)
 
-    with QuantizePipeline(src, jobs, n_threads) as pipeline:
+    with WritePipeline(src, jobs, n_threads) as pipeline:
         write_gguf(dest, ARCH, metadata, jobs, pipeline.pieces, on_progress)
     return ConversionResult(dest, src.plan, plan, src.config, src.warnings,
                             time.perf_counter() - started, n_threads)

@@ -1,10 +1,10 @@
 """Reading, encoding and writing at the same time, in bounded memory: the one write path of
-``convert`` and ``quantize``.
+``convert`` (the text GGUF and the projector) and ``quantize``.
 
 A reader thread walks the tensors in output order and cuts each into pieces of whole rows
 (a few MiB of float32). Every piece goes to a pool of kernel threads as soon as it is cut:
 pieces to quantize are read on the reader thread and encoded by a ggml kernel in the pool;
-pieces kept as the input stores them (all of them for ``convert``, whose input already encodes
+pieces kept as the input stores them (all of them for ``convert``, whose inputs already encode
 each row as the file holds it) are made in the pool too. The futures travel, in order, through a
 bounded queue to the writer (the caller), which waits for each piece in turn and writes it.
 So the kernels never wait for a tensor boundary, the reader runs at most ``depth`` pieces ahead,
@@ -68,8 +68,10 @@ def _result(job: TensorJob, piece: Future) -> np.ndarray:
         _raise_typed(job, exc, "encoding")
 
 
-class QuantizePipeline:
-    """Use as a context manager; call :meth:`pieces` for each job, in job order."""
+class WritePipeline:
+    """The threaded reader -> kernels -> writer of every GGUF written from a model input.
+
+    Use as a context manager; call :meth:`pieces` for each job, in job order."""
 
     def __init__(self, source: QuantizeInput, jobs: Sequence[TensorJob], threads: int,
                  piece_bytes: int = PIECE_BYTES, depth: int | None = None):
@@ -82,7 +84,7 @@ class QuantizePipeline:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gemma3n-encode")
         self._reader = threading.Thread(target=self._read_all, name="gemma3n-read", daemon=True)
 
-    def __enter__(self) -> QuantizePipeline:
+    def __enter__(self) -> WritePipeline:
         self._reader.start()
         return self
 

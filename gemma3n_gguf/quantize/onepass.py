@@ -25,7 +25,7 @@ from gemma3n_gguf.core.ggml import thread_count
 from gemma3n_gguf.quantize.imatrix import Imatrix, assign_imatrix, normalize, quantize_metadata, read_imatrix
 from gemma3n_gguf.engine.inputs import ARCH, QuantizeInput, open_input, quantized_sources
 from gemma3n_gguf.engine.kv import install_kv, quantized_kv
-from gemma3n_gguf.engine.pipeline import QuantizePipeline, TensorJob
+from gemma3n_gguf.engine.pipeline import WritePipeline, TensorJob
 from gemma3n_gguf.engine.planner import (
     PlanOptions,
     TensorChoice,
@@ -114,7 +114,7 @@ def quantize(
     def metadata(writer: GGUFWriter) -> None:
         install_kv(writer, plan.kv)
 
-    with QuantizePipeline(src, jobs, n_threads) as pipeline:
+    with WritePipeline(src, jobs, n_threads) as pipeline:
         write_gguf(dest, ARCH, metadata, jobs, pipeline.pieces, on_progress)
     return QuantizeResult(dest, plan, time.perf_counter() - started, n_threads)
 

@@ -12,7 +12,7 @@ from gemma3n_gguf.core.errors import QuantizationError
 from gguf import GGMLQuantizationType as T
 
 from gemma3n_gguf.core.ggml import quantize_rows
-from gemma3n_gguf.engine.pipeline import QuantizePipeline, TensorJob
+from gemma3n_gguf.engine.pipeline import WritePipeline, TensorJob
 
 NE0 = 256
 
@@ -55,7 +55,7 @@ def _jobs() -> list[TensorJob]:
 def test_pieces_come_in_order_and_equal_one_kernel_call():
     source = FakeInput({"a": 4096, "b": 300, "c": 2048})
     jobs = _jobs()
-    with QuantizePipeline(source, jobs, threads=2, piece_bytes=64 * NE0 * 4) as pipeline:
+    with WritePipeline(source, jobs, threads=2, piece_bytes=64 * NE0 * 4) as pipeline:
         outputs = {job.name: b"".join(p.tobytes() for p in pipeline.pieces(job)) for job in jobs}
     for job in jobs:
         rows = source.data(job.name, 0, source.rows[job.name])
@@ -68,7 +68,7 @@ def test_reader_stays_a_bounded_number_of_pieces_ahead():
     rows_per_piece, depth = 64, 3
     source = FakeInput({"a": 4096, "b": 300, "c": 2048})
     job = _jobs()[0]
-    with QuantizePipeline(source, [job], threads=2, piece_bytes=rows_per_piece * NE0 * 4, depth=depth) as pipeline:
+    with WritePipeline(source, [job], threads=2, piece_bytes=rows_per_piece * NE0 * 4, depth=depth) as pipeline:
         pieces = pipeline.pieces(job)
         next(pieces)
         time.sleep(0.5)  # a slow writer: the reader must wait, not read the whole tensor
@@ -80,7 +80,7 @@ def test_reader_stays_a_bounded_number_of_pieces_ahead():
 def test_a_read_error_reaches_the_writer():
     source = FakeInput({"a": 4096, "b": 300, "c": 2048}, fail_at=("c", 1024))
     jobs = _jobs()
-    with QuantizePipeline(source, jobs, threads=2, piece_bytes=64 * NE0 * 4) as pipeline:
+    with WritePipeline(source, jobs, threads=2, piece_bytes=64 * NE0 * 4) as pipeline:
         for job in jobs[:2]:
             for _ in pipeline.pieces(job):
                 pass
@@ -94,7 +94,7 @@ def test_leaving_early_stops_the_reader():
     source = FakeInput({"a": 4096, "b": 300, "c": 2048})
     jobs = _jobs()
     started = time.perf_counter()
-    with QuantizePipeline(source, jobs, threads=2, piece_bytes=64 * NE0 * 4, depth=2) as pipeline:
+    with WritePipeline(source, jobs, threads=2, piece_bytes=64 * NE0 * 4, depth=2) as pipeline:
         next(pipeline.pieces(jobs[0]))
         reader = pipeline._reader
     assert not reader.is_alive()
