@@ -26,7 +26,7 @@ def convert(
     mmproj_type: MmprojTypeOpt = "f16",
     exact_mm_tokens: ExactMmTokensOpt = None,
     threads: Annotated[int | None, typer.Option(help="Encoding threads (default: all cores); the bytes do not depend on it.")] = None,
-    dry_run: Annotated[bool, typer.Option(help="Show the text GGUF's plan (type per tensor group and why, sizes); write nothing.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Show the plan of each file it would write (text GGUF, projector): type per tensor group and why, sizes; write nothing.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Convert a Gemma 3n checkpoint into a text GGUF file and, with --mmproj, its projector GGUF."""
@@ -39,11 +39,13 @@ def convert(
                           "pass it to the text conversion")
     exact = mmproj if exact_mm_tokens is None else exact_mm_tokens
     if dry_run:
-        _print_conversion_plan(checkpoint, outtype, force, exact, mmproj or mmproj_only, json_out)
+        _print_conversion_plans(checkpoint, outtype=None if mmproj_only else outtype, force=force, exact=exact,
+                                mmproj_type=mmproj_type if mmproj or mmproj_only else None, json_out=json_out)
         return
     with byte_progress("converting", enabled=not json_out) as progress:
         if mmproj_only:
-            text, projector = None, convert_mmproj(checkpoint, output, mmproj_type=mmproj_type, on_progress=progress)
+            text, projector = None, convert_mmproj(checkpoint, output, mmproj_type=mmproj_type, threads=threads,
+                                                   on_progress=progress)
         elif mmproj:
             text, projector = convert_text_and_mmproj(checkpoint, output, outtype=outtype, mmproj_type=mmproj_type,
                                                       force=force, exact_mm_tokens=exact, threads=threads,
@@ -63,21 +65,28 @@ def convert(
         _print_mmproj_result(projector)
 
 
-def _print_conversion_plan(checkpoint: Path, outtype: str, force: bool, exact: bool, projector: bool,
-                           json_out: bool) -> None:
-    """The text GGUF's plan, as quantize --dry-run prints its own."""
+def _print_conversion_plans(checkpoint: Path, *, outtype: str | None, force: bool, exact: bool,
+                            mmproj_type: str | None, json_out: bool) -> None:
+    """The plan of the text GGUF (unless ``outtype`` is None) and of the projector (unless
+    ``mmproj_type`` is None), as quantize --dry-run prints its own. JSON: the one plan, or
+    ``{"text": ..., "mmproj": ...}`` for both."""
     from gemma3n_gguf.cli.plan_tables import plan_table
+    from gemma3n_gguf.convert.projector.convert import plan_mmproj
     from gemma3n_gguf.convert.text import plan_conversion
-    from gemma3n_gguf.core.errors import ConfigError
 
-    if projector:
-        raise ConfigError("--dry-run plans the text GGUF only; drop --mmproj/--mmproj-only to see it")
-    _, plan = plan_conversion(checkpoint, outtype=outtype, force=force, exact_mm_tokens=exact)
-    for warning in plan.warnings:
-        err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
+    plans = {}
+    if outtype is not None:
+        plans["text"] = plan_conversion(checkpoint, outtype=outtype, force=force, exact_mm_tokens=exact)[1]
+    if mmproj_type is not None:
+        plans["mmproj"] = plan_mmproj(checkpoint, mmproj_type).file
+    for plan in plans.values():
+        for warning in plan.warnings:
+            err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
     if json_out:
-        print_json(plan.to_dict())
-    else:
+        dicts = {kind: plan.to_dict() for kind, plan in plans.items()}
+        print_json(dicts if len(dicts) > 1 else next(iter(dicts.values())))
+        return
+    for plan in plans.values():
         console.print(plan_table(plan))
 
 
@@ -87,7 +96,7 @@ def _text_summary(result, exact_mm_tokens: bool) -> dict:
 
 
 def _mmproj_summary(result) -> dict:
-    return {"output": str(result.path), "tensors": result.n_tensors, "bytes": result.plan.nbytes,
+    return {"output": str(result.path), "tensors": result.n_tensors, "bytes": result.nbytes,
             "modalities": result.modalities, "blocks_per_stage": result.plan.blocks_per_stage,
             "warnings": result.warnings}
 
@@ -101,7 +110,7 @@ def _print_text_result(result) -> None:
 
 
 def _print_mmproj_result(result) -> None:
-    console.print(f"[green]wrote[/green] {result.path} ({result.n_tensors} tensors, {human_bytes(result.plan.nbytes)}, "
+    console.print(f"[green]wrote[/green] {result.path} ({result.n_tensors} tensors, {human_bytes(result.nbytes)}, "
                   f"{' + '.join(result.modalities)}; MobileNet-V5 blocks per stage {result.plan.blocks_per_stage})")
     if result.plan.has_audio:
         console.print("  audio is stored for other runtimes: llama.cpp has no Gemma 3n audio graph")

@@ -22,8 +22,9 @@ def plan_table(plan: QuantizationPlan) -> Table:
     bpw = 8 * plan.tensor_bytes / plan.n_elements if plan.n_elements else 0.0
     table.add_row("[bold]total", str(len(plan.tensors)), "", f"{plan.n_elements:,}",
                   human_bytes(plan.tensor_bytes), f"{bpw:.2f}", end_section=True)
-    table.caption = (f"file {human_bytes(plan.file_bytes)} ({plan.file_bytes:,} bytes); "
-                     f"PLE table (per_layer_token_embd) {plan.ple_share():.1%} of the tensor bytes")
+    table.caption = f"file {human_bytes(plan.file_bytes)} ({plan.file_bytes:,} bytes)"
+    if plan.ple_share():  # a projector has no PLE table
+        table.caption += f"; PLE table (per_layer_token_embd) {plan.ple_share():.1%} of the tensor bytes"
     return table
 
 

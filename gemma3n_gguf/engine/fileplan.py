@@ -35,6 +35,7 @@ class PlannedOutput(SizedTensor):
     qtype: GGMLType
     reason: str
     imatrix: bool = False  # quantized with importance-matrix data
+    every_dim: bool = False  # written with every dimension, trailing 1s too, as the projector is
 
     @property
     def converted(self) -> bool:
@@ -43,13 +44,15 @@ class PlannedOutput(SizedTensor):
     @property
     def written_shape(self) -> tuple[int, ...]:
         """The shape the writer takes: numpy order, trailing ggml dimensions of 1 dropped (as
-        gguf.cpp writes n_dims)."""
-        return tuple(reversed(self.shape[: ggml_n_dims(self.shape)]))
+        gguf.cpp writes n_dims) unless ``every_dim``."""
+        n_dims = len(self.shape) if self.every_dim else ggml_n_dims(self.shape)
+        return tuple(reversed(self.shape[:n_dims]))
 
     @property
     def group(self) -> str:
-        """The name without its layer: ``blk.3.attn_q.weight`` -> ``attn_q``."""
-        return re.sub(r"\.weight$", "", re.sub(r"^blk\.\d+\.", "", self.name))
+        """The name without its layer or block: ``blk.3.attn_q.weight`` -> ``attn_q``,
+        ``v.blk.2.7.dw_mid.conv.weight`` -> ``v.dw_mid.conv``, ``a.blk.0.ffn_up.weight`` -> ``a.ffn_up``."""
+        return re.sub(r"\.weight$", "", re.sub(r"^([av]\.)?blk\.\d+\.(\d+\.)?", r"\1", self.name))
 
     def info_nbytes(self) -> int:
         """Bytes of this tensor's entry in the GGUF tensor-info table."""

@@ -2,7 +2,8 @@
 
 Both look like the file llama-quantize would be given. A checkpoint appears as the GGUF our
 converter writes (same tensors, shapes, types, key-values): ``convert`` writes that view as it
-is, ``quantize`` re-types it; its rows are read from the safetensors on demand. Rows are addressed along a tensor's first numpy axis ("units":
+is, ``quantize`` re-types it; its rows are read from the safetensors on demand. Its vision and
+audio towers appear as the projector GGUF (:class:`ProjectorInput`), which ``convert`` writes. Rows are addressed along a tensor's first numpy axis ("units":
 a row of a matrix, or a whole matrix of the stacked 3-D AltUp projections).
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -28,12 +29,14 @@ from gemma3n_gguf.model.text_gguf import (
     stored_type,
     text_metadata,
 )
+from gemma3n_gguf.core.encode import encode_rows
 from gemma3n_gguf.core.errors import QuantizationError
 from gemma3n_gguf.core.ggml import ggml_library
 from gemma3n_gguf.core.gguf_read import open_gguf
 from gemma3n_gguf.engine.kv import KVs, check_copyable, collect_kv
-from gemma3n_gguf.engine.planner import TensorInfo, plan_types
-from gemma3n_gguf.engine.schemes import FLOAT_TYPES, convert_scheme
+from gemma3n_gguf.engine.planner import TensorChoice, TensorInfo, plan_types
+from gemma3n_gguf.engine.projector_rules import F16_MAX, Role, widened
+from gemma3n_gguf.engine.schemes import FLOAT_TYPES, convert_scheme, projector_scheme
 
 ARCH = "gemma3n"
 
@@ -125,6 +128,90 @@ def _decoded(encoded: np.ndarray, qtype: GGMLType, ne0: int) -> np.ndarray:
     if qtype == GGMLType.F16:
         return encoded.astype(np.float32)
     return ggml_library().dequantize(qtype, np.ascontiguousarray(encoded).reshape(-1).view(np.uint8), ne0)
+
+
+# -- a checkpoint's vision and audio towers, as the projector GGUF ---------------------------------
+
+class ProjectorTensor(Protocol):
+    """One tensor of the projector's plan (convert/projector/plan.py)."""
+
+    name: str  # GGUF name
+    hf_name: str
+    shape: tuple[int, ...]  # numpy order, as written (a channel vector's [1, C, 1, 1] included)
+    role: Role
+
+
+def projector_file_name(name: str, mmproj_type: str) -> str:
+    """``mmproj-<model>-F16.gguf``, the community's naming."""
+    return f"mmproj-{name}-{mmproj_type.upper()}.gguf"
+
+
+class ProjectorInput:
+    """A checkpoint's vision and audio towers as the projector ``convert --mmproj-type`` writes:
+    the projector's tensor plan, typed by the planner with the projector's rule table, and the
+    key-values ``kv``. An F16 tensor whose values F16 cannot hold is widened to a type llama.cpp
+    still runs (this reads those tensors once); every overruled request is in ``warnings``.
+    Rows are read and encoded on demand, refusing NaN and infinity as the text converter does."""
+
+    def __init__(self, ckpt: Checkpoint, tensors: Sequence[ProjectorTensor], *, mmproj_type: str, kv: KVs):
+        self.scheme = projector_scheme(mmproj_type)
+        self.ckpt = ckpt
+        self._kv = kv
+        self._planned = {t.name: t for t in tensors}
+        self.checkpoint_tensors = [TensorInfo(t.name, _ggml_shape(t.shape), GGMLType[ckpt.ref(t.hf_name).dtype], t.role)
+                                   for t in tensors]
+        choices = plan_types(self.checkpoint_tensors, self.scheme)
+        self.warnings = _grouped_warnings(choices)
+        self.choices = [self._within_f16(c) for c in choices]
+        self.warnings += [wide.reason for wide, c in zip(self.choices, choices) if wide is not c]
+        self.tensors = [TensorInfo(t.name, t.shape, c.qtype, t.role) for t, c in zip(self.checkpoint_tensors, self.choices)]
+        self._types = {c.name: c.qtype for c in self.choices}
+        self.name = model_name(ckpt.directory, ckpt.config)
+        self.label = f"{ckpt.directory} (projector)"
+
+    def _within_f16(self, choice: TensorChoice) -> TensorChoice:
+        if choice.qtype != GGMLType.F16:
+            return choice
+        planned = self._planned[choice.name]
+        values = self.ckpt.read(planned.hf_name)  # projector tensors are small (at most 9.4 M values)
+        if not values.size or float(np.abs(values).max()) <= F16_MAX:
+            return choice
+        wide = widened(planned.role, choice.name)
+        return TensorChoice(choice.name, wide.qtype, wide.reason, overruled=True)
+
+    def kv(self) -> KVs:
+        return dict(self._kv)
+
+    def units(self, name: str) -> tuple[int, int]:
+        shape = self._planned[name].shape
+        return shape[0], int(np.prod(shape[1:], dtype=np.int64))
+
+    def values(self, name: str, start: int, stop: int) -> np.ndarray:
+        ne0 = self._planned[name].shape[-1]
+        return _decoded(self._encoded(name, start, stop), self._types[name], ne0).reshape(-1, ne0)
+
+    def stored(self, name: str, start: int, stop: int) -> np.ndarray:
+        return np.ascontiguousarray(self._encoded(name, start, stop)).view(np.uint8)
+
+    def _encoded(self, name: str, start: int, stop: int) -> np.ndarray:
+        t = self._planned[name]
+        if tuple(self.ckpt.ref(t.hf_name).shape) == t.shape:
+            rows = self.ckpt.read(t.hf_name, start, stop)
+        else:  # a vector written [1, C, 1, 1]: one unit
+            rows = self.ckpt.read(t.hf_name).reshape(t.shape)[start:stop]
+        return encode_rows(rows, self._types[name], name)
+
+    def default_output(self, scheme: str) -> Path:
+        return self.ckpt.directory / projector_file_name(self.name, scheme)
+
+
+def _grouped_warnings(choices: Sequence[TensorChoice]) -> list[str]:
+    """One warning per overruling rule: how many tensors it struck, and one of them."""
+    struck: dict[str, list[str]] = {}
+    for c in choices:
+        if c.overruled:
+            struck.setdefault(c.reason, []).append(c.name)
+    return [f"{reason}: {len(names)} tensor(s), e.g. {names[0]}" for reason, names in struck.items()]
 
 
 # -- a GGUF file (requantizing) -------------------------------------------------------------------

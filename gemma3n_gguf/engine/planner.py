@@ -1,7 +1,8 @@
 """The type plan: which ggml type each tensor gets, decided from names and shapes only.
 
 Reproduces ``llama_tensor_get_type`` of llama-quantize for a Gemma 3n file, and, for the
-converter's schemes, the rule table of :mod:`.convert_rules`. The one piece
+converter's schemes, the rule tables of :mod:`.convert_rules` (the text GGUF) and
+:mod:`.projector_rules` (the projector). The one piece
 of state is a set of counters: attn_v-like and ffn_down tensors are numbered in llama.cpp's
 tensor order (layer number, then name), and a tensor typed by a user override does not
 advance them. Everything else is the tables of :mod:`.rules`.
@@ -18,9 +19,10 @@ from gguf import GGMLQuantizationType as GGMLType
 from gemma3n_gguf.core.errors import QuantizationError
 from gemma3n_gguf.engine import rules
 from gemma3n_gguf.engine.convert_rules import convert_type
+from gemma3n_gguf.engine.projector_rules import Role, projector_type
 from gemma3n_gguf.engine.rules import ATTN_V_LIKE, PLE_NAME, Category, LayerContext
 from gemma3n_gguf.core.ggml import SUPPORTED_TYPES
-from gemma3n_gguf.engine.schemes import Scheme, get_scheme, parse_tensor_type
+from gemma3n_gguf.engine.schemes import RuleTable, Scheme, get_scheme, parse_tensor_type
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class TensorInfo:
     name: str
     shape: tuple[int, ...]
     source_type: GGMLType
+    role: Role | None = None  # a projector tensor's role, which its rule table types it by
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class TensorChoice:
     qtype: GGMLType
     reason: str
     requires_imatrix: bool = False
+    overruled: bool = False  # the rule table could not give the requested type (the converter warns)
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,9 @@ class _Planner:
         )
 
     def choose(self, tensor: TensorInfo) -> TensorChoice:
+        if self.scheme.rule_table is RuleTable.PROJECTOR:
+            decided = projector_type(tensor.role, tensor.shape[0], self.scheme.default_type)
+            return TensorChoice(tensor.name, decided.qtype, decided.reason, overruled=decided.overruled)
         qtype, reason = self._decide(tensor)
         if tensor.shape and tensor.shape[0] % rules.block_size(qtype):
             raise QuantizationError(
@@ -129,7 +136,7 @@ class _Planner:
         return TensorChoice(tensor.name, qtype, reason, needs)
 
     def _decide(self, tensor: TensorInfo) -> tuple[GGMLType, str]:
-        if self.scheme.converter:
+        if self.scheme.rule_table is RuleTable.CONVERT:
             return convert_type(tensor.name, tensor.shape, self.scheme.default_type)
         options, category = self.options, rules.category_of(tensor.name)
         skip = rules.why_not_quantized(tensor.name, tensor.shape, options.leave_output_tensor)

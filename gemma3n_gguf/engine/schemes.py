@@ -2,11 +2,13 @@
 
 A scheme is what llama.cpp calls a file type (``llama_ftype``): the number written to
 ``general.file_type`` plus the default tensor type that the per-tensor rules of
-:mod:`.rules` start from. Names and aliases follow ``tools/quantize/quantize.cpp``.
+:mod:`.rules` start from. Names and aliases follow ``tools/quantize/quantize.cpp``. The
+converter's outtypes are schemes too, typed by their own rule tables.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -18,6 +20,14 @@ from gemma3n_gguf.core.errors import ConfigError, QuantizationError
 from gemma3n_gguf.core.ggml import FLOAT_TYPES
 
 
+class RuleTable(enum.Enum):
+    """Which rule table types a scheme's tensors."""
+
+    LLAMA_QUANTIZE = "llama-quantize"  # rules.py: llama_tensor_get_type
+    CONVERT = "convert"  # convert_rules.py: the text GGUF of ``convert --outtype``
+    PROJECTOR = "projector"  # projector_rules.py: the projector of ``convert --mmproj-type``
+
+
 @dataclass(frozen=True)
 class Scheme:
     """One preset: its CLI name, its llama_ftype and the tensor type its rules start from."""
@@ -25,7 +35,7 @@ class Scheme:
     name: str
     ftype: F
     default_type: GGMLType
-    converter: bool = False  # typed by the converter's rules (convert_rules), not llama-quantize's
+    rule_table: RuleTable = RuleTable.LLAMA_QUANTIZE
 
     @property
     def is_quantized(self) -> bool:
@@ -58,11 +68,18 @@ _TABLE: tuple[Scheme, ...] = (
 
 SCHEMES: Mapping[str, Scheme] = MappingProxyType({s.name: s for s in _TABLE})
 
-# ``convert --outtype``: the converter's rule table, and the file type llama.cpp's converter writes.
+# The converter's types, with the file type llama.cpp's converter writes for each.
+_CONVERTER_TYPES = (("f32", F.ALL_F32, GGMLType.F32), ("f16", F.MOSTLY_F16, GGMLType.F16),
+                    ("bf16", F.MOSTLY_BF16, GGMLType.BF16), ("q8_0", F.MOSTLY_Q8_0, GGMLType.Q8_0))
+
+# ``convert --outtype``: the text GGUF, typed by the converter's rule table.
 CONVERT_SCHEMES: Mapping[str, Scheme] = MappingProxyType({
-    outtype: Scheme(outtype.upper(), ftype, qtype, converter=True)
-    for outtype, ftype, qtype in (("f32", F.ALL_F32, GGMLType.F32), ("f16", F.MOSTLY_F16, GGMLType.F16),
-                                  ("bf16", F.MOSTLY_BF16, GGMLType.BF16), ("q8_0", F.MOSTLY_Q8_0, GGMLType.Q8_0))
+    outtype: Scheme(outtype.upper(), ftype, qtype, RuleTable.CONVERT) for outtype, ftype, qtype in _CONVERTER_TYPES
+})
+
+# ``convert --mmproj-type``: the projector, typed by the projector's rule table.
+PROJECTOR_SCHEMES: Mapping[str, Scheme] = MappingProxyType({
+    outtype: Scheme(outtype.upper(), ftype, qtype, RuleTable.PROJECTOR) for outtype, ftype, qtype in _CONVERTER_TYPES
 })
 
 # llama-quantize's CLI accepts these short names for the _M variants.
@@ -88,6 +105,14 @@ def convert_scheme(outtype: str) -> Scheme:
         return CONVERT_SCHEMES[outtype]
     except KeyError:
         raise ConfigError(f"unknown --outtype {outtype!r}; choose one of {', '.join(CONVERT_SCHEMES)}") from None
+
+
+def projector_scheme(mmproj_type: str) -> Scheme:
+    """The scheme of ``convert --mmproj-type <mmproj_type>`` (f32, f16, bf16 or q8_0)."""
+    try:
+        return PROJECTOR_SCHEMES[mmproj_type]
+    except KeyError:
+        raise ConfigError(f"unknown --mmproj-type {mmproj_type!r}; choose one of {', '.join(PROJECTOR_SCHEMES)}") from None
 
 
 def scheme_for_ftype(ftype: int) -> Scheme:

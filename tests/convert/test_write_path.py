@@ -55,11 +55,6 @@ def test_dry_run_table_is_quantizes_table(tiny_text_checkpoint, tmp_path, capsys
     assert "ffn_up" in out and "altup_correct_coef" in out
 
 
-def test_dry_run_with_the_projector_is_refused(tiny_text_checkpoint, tmp_path, capsys):
-    run = run_cli(capsys, "convert", tiny_text_checkpoint, "--mmproj", "--dry-run")
-    assert run.code == 1 and "--dry-run plans the text GGUF only" in run.err and "Traceback" not in run.err
-
-
 @pytest.mark.parametrize("outtype", ["f32", "q8_0"])
 def test_threads_change_no_byte(tiny_text_checkpoint, tmp_path, outtype):
     digests = set()

@@ -10,43 +10,58 @@ and checked on the reference path by :mod:`gemma3n_gguf.validate.multimodal`).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from gguf import GGUFWriter
 
-from gemma3n_gguf.core.errors import ConfigError
 from gemma3n_gguf.core.atomic import refuse_input_as_output
-from gemma3n_gguf.core.gguf_write import Progress, write_gguf
 from gemma3n_gguf.core.checkpoint import Checkpoint
-from gemma3n_gguf.core.encode import encode_rows
+from gemma3n_gguf.core.errors import ConfigError
+from gemma3n_gguf.core.ggml import thread_count
+from gemma3n_gguf.core.gguf_write import Progress, write_gguf
+from gemma3n_gguf.engine.fileplan import PlannedOutput, QuantizationPlan
+from gemma3n_gguf.engine.inputs import ProjectorInput, projector_file_name
+from gemma3n_gguf.engine.kv import collect_kv, install_kv
+from gemma3n_gguf.engine.pipeline import TensorJob, WritePipeline
+from gemma3n_gguf.engine.schemes import projector_scheme
 from gemma3n_gguf.model.metadata import model_name
 from gemma3n_gguf.convert.projector.config import ProjectorConfig, check_vision, read_projector_config
 from gemma3n_gguf.convert.projector.metadata import add_mmproj_metadata
-from gemma3n_gguf.convert.projector.plan import (
-    MMPROJ_TYPES,
-    MmprojPlan,
-    MmprojTensor,
-    build_mmproj_plan,
-    has_audio_weights,
-    has_vision_weights,
-    widen_beyond_f16,
-)
+from gemma3n_gguf.convert.projector.plan import MmprojPlan, build_mmproj_plan, has_audio_weights, has_vision_weights
 from gemma3n_gguf.convert.text import ConversionResult, convert, default_output
+
+ARCH = "clip"  # mtmd loads every projector as a clip model
+
+
+@dataclass
+class ProjectorPlan:
+    """The projector before a byte is written: ``file`` is what ``--dry-run`` shows."""
+
+    source: ProjectorInput  # the towers as the file to write, typed by the planner
+    layout: MmprojPlan  # tensors, sources, roles, MobileNet-V5 blocks
+    config: ProjectorConfig
+    file: QuantizationPlan  # every tensor with its type and the rule that chose it, sizes, key-values
 
 
 @dataclass
 class MmprojResult:
     path: Path
     plan: MmprojPlan
+    file_plan: QuantizationPlan  # what was written: types with their reasons, sizes
     config: ProjectorConfig
     warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    threads: int = 1
 
     @property
     def n_tensors(self) -> int:
         return len(self.plan.tensors)
+
+    @property
+    def nbytes(self) -> int:
+        return self.file_plan.tensor_bytes
 
     @property
     def modalities(self) -> list[str]:
@@ -55,13 +70,14 @@ class MmprojResult:
 
 def default_mmproj_output(directory: Path, name: str, mmproj_type: str) -> Path:
     """``mmproj-<model>-F16.gguf``, the community's naming, in ``directory``."""
-    return directory / f"mmproj-{name}-{mmproj_type.upper()}.gguf"
+    return directory / projector_file_name(name, mmproj_type)
 
 
-def plan_mmproj(checkpoint_dir: str | os.PathLike[str], mmproj_type: str = "f16") -> tuple[Checkpoint, ProjectorConfig, MmprojPlan]:
-    """Read headers and configs, refuse what llama.cpp cannot run, and plan every tensor."""
-    if mmproj_type not in MMPROJ_TYPES:
-        raise ConfigError(f"unknown --mmproj-type {mmproj_type!r}; choose one of {', '.join(MMPROJ_TYPES)}")
+def plan_mmproj(checkpoint_dir: str | os.PathLike[str], mmproj_type: str = "f16") -> ProjectorPlan:
+    """Refuse what llama.cpp cannot run, then plan every tensor, its type and why, and the
+    key-values. Reads headers, and the values of the tensors planned F16 (to widen any F16
+    cannot hold)."""
+    projector_scheme(mmproj_type)  # an unknown type is refused before anything is read
     ckpt = Checkpoint(checkpoint_dir)
     if not has_vision_weights(ckpt):
         raise ConfigError(
@@ -70,13 +86,27 @@ def plan_mmproj(checkpoint_dir: str | os.PathLike[str], mmproj_type: str = "f16"
         )
     cfg = read_projector_config(ckpt.directory, ckpt.config, with_audio=has_audio_weights(ckpt))
     check_vision(cfg)
-    return ckpt, cfg, build_mmproj_plan(ckpt, cfg, mmproj_type)
+    layout = build_mmproj_plan(ckpt, cfg)
+    name = model_name(ckpt.directory, ckpt.config)
+
+    def metadata(w: GGUFWriter) -> None:
+        add_mmproj_metadata(w, cfg, layout, name=name, mmproj_type=mmproj_type)
+
+    kv = collect_kv(metadata, ARCH)
+    src = ProjectorInput(ckpt, layout.tensors, mmproj_type=mmproj_type, kv=kv)
+    warnings = src.warnings + _audio_warnings(cfg)
+    # the projector's converter writes every dimension of the numpy shape ([1, C, 1, 1] vectors)
+    outputs = [PlannedOutput(t.name, t.shape, t.source_type, c.qtype, c.reason, every_dim=True)
+               for t, c in zip(src.checkpoint_tensors, src.choices)]
+    file = QuantizationPlan(source=src.label, scheme=src.scheme, tensors=outputs, kv=kv, warnings=warnings)
+    return ProjectorPlan(src, layout, cfg, file)
 
 
-def _max_abs(ckpt: Checkpoint, t: MmprojTensor) -> float:
-    # a second read of the projector's F16 tensors (small) so no F16 overflow reaches the file
-    values = ckpt.read(t.hf_name)
-    return float(np.abs(values).max()) if values.size else 0.0
+def _audio_warnings(cfg: ProjectorConfig) -> list[str]:
+    if cfg.audio is None:
+        return ["the checkpoint has no audio tower weights: the projector holds vision only"]
+    defaults = cfg.audio.defaults_warning()
+    return [defaults] if defaults else []
 
 
 def convert_mmproj(
@@ -84,36 +114,31 @@ def convert_mmproj(
     output: str | os.PathLike[str] | None = None,
     *,
     mmproj_type: str = "f16",
+    threads: int | None = None,
     on_progress: Progress | None = None,
 ) -> MmprojResult:
     """Write the projector GGUF of a multimodal Gemma 3n checkpoint.
 
     ``mmproj_type`` is f32, f16, bf16 or q8_0; tensors llama.cpp cannot run in that type are
-    written in one it can (the result's warnings say which). Nothing is written at
+    written in one it can (the result's warnings say which). Rows go through the threaded
+    write path of the text GGUF; the bytes do not depend on ``threads``. Nothing is written at
     ``output`` unless the whole file is complete.
     """
-    ckpt, cfg, plan = plan_mmproj(checkpoint_dir, mmproj_type)
-    plan = widen_beyond_f16(plan, lambda t: _max_abs(ckpt, t))
-    warnings = list(plan.warnings)
-    if cfg.audio is None:
-        warnings.append("the checkpoint has no audio tower weights: the projector holds vision only")
-    elif cfg.audio.defaults_warning():
-        warnings.append(cfg.audio.defaults_warning())
-    name = model_name(ckpt.directory, ckpt.config)
-    dest = Path(output) if output else default_mmproj_output(ckpt.directory, name, mmproj_type)
-    refuse_input_as_output(dest, [ckpt.directory])
+    planned = plan_mmproj(checkpoint_dir, mmproj_type)
+    src, file = planned.source, planned.file
+    dest = Path(output) if output else default_mmproj_output(src.ckpt.directory, src.name, mmproj_type)
+    refuse_input_as_output(dest, [src.ckpt.directory])
+    n_threads = thread_count(threads)
+    jobs = [TensorJob(t.name, t.written_shape, t.qtype, convert=False) for t in file.tensors]
+    started = time.perf_counter()
 
-    def metadata(w: GGUFWriter) -> None:
-        add_mmproj_metadata(w, cfg, plan, name=name, mmproj_type=mmproj_type)
+    def metadata(writer: GGUFWriter) -> None:
+        install_kv(writer, file.kv)
 
-    write_gguf(dest, "clip", metadata, plan.tensors, lambda t: _tensor_bytes(ckpt, t), on_progress)
-    return MmprojResult(dest, plan, cfg, warnings)
-
-
-def _tensor_bytes(ckpt: Checkpoint, t: MmprojTensor) -> Iterator[np.ndarray]:
-    # projector tensors are small (the largest official one, an audio FFN matrix, has 9.4 M values)
-    values = ckpt.read(t.hf_name).reshape(t.shape)
-    yield encode_rows(values, t.qtype, t.name)
+    with WritePipeline(src, jobs, n_threads) as pipeline:
+        write_gguf(dest, ARCH, metadata, jobs, pipeline.pieces, on_progress)
+    return MmprojResult(dest, planned.layout, file, planned.config, file.warnings,
+                        time.perf_counter() - started, n_threads)
 
 
 def convert_text_and_mmproj(
@@ -137,7 +162,7 @@ def convert_text_and_mmproj(
     name = model_name(ckpt_dir, Checkpoint(ckpt_dir).config)
     text_dest = Path(output) if output else default_output(ckpt_dir, name, outtype)
     mmproj = convert_mmproj(ckpt_dir, default_mmproj_output(text_dest.parent, name, mmproj_type),
-                            mmproj_type=mmproj_type, on_progress=on_progress)
+                            mmproj_type=mmproj_type, threads=threads, on_progress=on_progress)
     try:
         text = convert(ckpt_dir, text_dest, outtype=outtype, force=force, exact_mm_tokens=exact_mm_tokens,
                        threads=threads, on_progress=on_progress)

@@ -6,35 +6,23 @@ finds them; the stem, the multi-scale fusion adapter and the embedder use gguf-p
 Audio (``gemma3na``): names are the ones llama.cpp's own converter writes, plus
 ``a.conv1d.{i}.norm`` for the sub-sampling norms that converter cannot map.
 
-Each tensor also gets a :class:`Role`, which decides its GGUF type and shape (see
-``mmproj_plan.TYPE_RULES``).
+Each tensor also gets a :class:`Role`, which decides its GGUF type (the rule table
+``engine/projector_rules.PROJECTOR_RULES``) and shape.
 """
 
 from __future__ import annotations
 
-import enum
 import re
 from dataclasses import dataclass
 
 from gguf import MODEL_TENSOR, TENSOR_NAMES
 
+from gemma3n_gguf.engine.projector_rules import Role
+
 TensorKind = MODEL_TENSOR
 
 VISION_PREFIX = "model.vision_tower.timm_model."
 AUDIO_PREFIX = "model.audio_tower."
-
-
-class Role(enum.Enum):
-    """What a tensor is to llama.cpp's graph, which fixes the types it can run."""
-
-    STEM_CONV = "stem conv kernel"
-    CONV = "conv kernel"
-    DEPTHWISE = "depthwise conv kernel"
-    VECTOR = "norm weight or other 1-D vector"
-    CHANNEL_VECTOR = "per-channel vector broadcast over a feature map"  # written [1, C, 1, 1]
-    INPUT_PROJECTION = "embedder input projection"
-    MATRIX = "matrix"
-    AUDIO_CONV = "audio conv kernel"
 
 
 @dataclass(frozen=True)

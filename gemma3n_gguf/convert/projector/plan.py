@@ -1,21 +1,18 @@
-"""The projector tensor plan: every GGUF tensor with its shape, source and runnable type.
+"""The projector tensor plan: every GGUF tensor with its shape, source and role.
 
 Building it reads only checkpoint headers. It proves the name map complete in both
 directions (each vision/audio tensor is mapped, each tensor llama.cpp's graph uses is
 present), checks the MobileNet-V5 layout against what the graph hard-codes, and raises
-once with every problem listed.
+once with every problem listed. The roles type the tensors: the planner applies the rule
+table ``engine/projector_rules.PROJECTOR_RULES`` when ``engine.inputs.ProjectorInput`` is made.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-
-from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+from dataclasses import dataclass, field
 
 from gemma3n_gguf.core.errors import ConfigError, TensorMappingError
-from gemma3n_gguf.core.gguf_write import SizedTensor
 from gemma3n_gguf.core.checkpoint import Checkpoint
 from gemma3n_gguf.convert.projector.config import ProjectorConfig, block_args
 from gemma3n_gguf.convert.projector.names import (
@@ -34,47 +31,14 @@ from gemma3n_gguf.convert.projector.names import (
 )
 from gemma3n_gguf.model.text_plan import mapping_report
 
-Q = GGMLQuantizationType
-MMPROJ_TYPES = {"f32": Q.F32, "f16": Q.F16, "bf16": Q.BF16, "q8_0": Q.Q8_0}
 LLAMA_CPP_STAGES = 4
 
 
 @dataclass(frozen=True)
-class TypeRule:
-    """Which GGUF types llama.cpp can run for a role: ``fixed`` always, else the request
-    if ``runnable`` allows it (None: any), else ``fallback`` (and a warning says why).
-    ``beyond_f16`` replaces F16 for a tensor whose values F16 cannot hold."""
-
-    fixed: GGMLQuantizationType | None = None
-    runnable: frozenset[GGMLQuantizationType] | None = None
-    fallback: GGMLQuantizationType = Q.F16
-    why: str = ""
-    beyond_f16: GGMLQuantizationType = Q.F32
-
-
-TYPE_RULES: dict[Role, TypeRule] = {
-    # conventions of llama.cpp's converter (Gemma3nVisionAudioModel / ConformerAudioModel)
-    Role.STEM_CONV: TypeRule(fixed=Q.F32),
-    Role.INPUT_PROJECTION: TypeRule(fixed=Q.F16),
-    Role.AUDIO_CONV: TypeRule(fixed=Q.F32),
-    Role.VECTOR: TypeRule(fixed=Q.F32),
-    Role.CHANNEL_VECTOR: TypeRule(fixed=Q.F32),
-    # limits of ggml's CPU kernels
-    Role.CONV: TypeRule(runnable=frozenset({Q.F32, Q.F16}),
-                        why="ggml's conv_2d runs only F32 or F16 kernels"),
-    Role.DEPTHWISE: TypeRule(runnable=frozenset({Q.F16, Q.BF16}), beyond_f16=Q.BF16,
-                             why="ggml's depthwise conv runs only F16 or BF16 kernels "
-                                 "(F32 ones abort the CPU scheduler)"),
-    Role.MATRIX: TypeRule(),
-}
-
-
-@dataclass(frozen=True)
-class MmprojTensor(SizedTensor):
+class MmprojTensor:
     name: str  # GGUF name
     hf_name: str
-    shape: tuple[int, ...]  # numpy order; GGUF stores it reversed
-    qtype: GGMLQuantizationType
+    shape: tuple[int, ...]  # numpy order, as written; GGUF stores it reversed
     role: Role
     modality: str
 
@@ -86,11 +50,6 @@ class MmprojPlan:
     block_kinds: list[list[str]]
     has_audio: bool
     dropped: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def nbytes(self) -> int:
-        return sum(t.nbytes for t in self.tensors)
 
 
 def has_vision_weights(ckpt: Checkpoint) -> bool:
@@ -101,8 +60,7 @@ def has_audio_weights(ckpt: Checkpoint) -> bool:
     return any(is_audio_tensor(n) for n in ckpt.tensors)
 
 
-def build_mmproj_plan(ckpt: Checkpoint, cfg: ProjectorConfig, mmproj_type: str = "f16") -> MmprojPlan:
-    requested = MMPROJ_TYPES[mmproj_type]
+def build_mmproj_plan(ckpt: Checkpoint, cfg: ProjectorConfig) -> MmprojPlan:
     n_layers, n_convs = _audio_counts(cfg)
     mapped: dict[str, tuple[str, Role, str]] = {}
     unmapped, dropped = [], []
@@ -125,33 +83,10 @@ def build_mmproj_plan(ckpt: Checkpoint, cfg: ProjectorConfig, mmproj_type: str =
         raise TensorMappingError(mapping_report(unmapped, missing, needs="what the Gemma 3n projector needs"))
     _check_layout(ckpt, cfg, stages)
 
-    warnings: dict[str, list[str]] = defaultdict(list)
-    tensors = []
-    for gguf_name, (hf_name, role, modality) in _ordered(mapped):
-        shape = _gguf_shape(ckpt.ref(hf_name).shape, role)
-        qtype, reason = _type_for(role, shape, requested)
-        if reason:
-            warnings[reason].append(gguf_name)
-        tensors.append(MmprojTensor(gguf_name, hf_name, shape, qtype, role, modality))
+    tensors = [MmprojTensor(gguf_name, hf_name, _gguf_shape(ckpt.ref(hf_name).shape, role), role, modality)
+               for gguf_name, (hf_name, role, modality) in _ordered(mapped)]
     kinds = [[_block_kind(ckpt, s, b).name for b in range(n)] for s, n in enumerate(stages)]
-    notes = [f"{reason}: {len(names)} tensor(s), e.g. {names[0]}" for reason, names in warnings.items()]
-    return MmprojPlan(tensors, stages, kinds, cfg.audio is not None, dropped, notes)
-
-
-F16_MAX = 65504.0
-
-
-def widen_beyond_f16(plan: MmprojPlan, max_abs: Callable[[MmprojTensor], float]) -> MmprojPlan:
-    """The plan with every F16 tensor whose largest value F16 cannot hold moved to its
-    role's ``beyond_f16`` type (one llama.cpp still runs), and a warning per tensor."""
-    tensors, warnings = [], list(plan.warnings)
-    for t in plan.tensors:
-        if t.qtype == Q.F16 and max_abs(t) > F16_MAX:
-            wide = TYPE_RULES[t.role].beyond_f16
-            warnings.append(f"{t.name} written {wide.name}: its values exceed the F16 range")
-            t = replace(t, qtype=wide)
-        tensors.append(t)
-    return replace(plan, tensors=tensors, warnings=warnings)
+    return MmprojPlan(tensors, stages, kinds, cfg.audio is not None, dropped)
 
 
 def _audio_counts(cfg: ProjectorConfig) -> tuple[int, int]:
@@ -159,19 +94,6 @@ def _audio_counts(cfg: ProjectorConfig) -> tuple[int, int]:
         return 0, 0
     audio = cfg.audio.config
     return int(audio.get("conf_num_hidden_layers", 0)), len(audio.get("sscp_conv_channel_size", ()))
-
-
-def _type_for(role: Role, shape: tuple[int, ...], requested: GGMLQuantizationType) -> tuple[GGMLQuantizationType, str]:
-    """The type to write and, if the request was adjusted, why."""
-    rule = TYPE_RULES[role]
-    if rule.fixed is not None:
-        return rule.fixed, ""
-    if rule.runnable is not None and requested not in rule.runnable:
-        return rule.fallback, f"{role.value}s written {rule.fallback.name} instead of {requested.name}: {rule.why}"
-    block = GGML_QUANT_SIZES[requested][0]
-    if shape[-1] % block:
-        return Q.F16, f"{role.value}s written F16: rows of {shape[-1]} do not fill {requested.name} blocks of {block}"
-    return requested, ""
 
 
 def _gguf_shape(hf_shape: tuple[int, ...], role: Role) -> tuple[int, ...]:
