@@ -59,57 +59,83 @@ def build_package(checkpoint: Path, out: Path, options: PackageOptions,
     schemes = [get_scheme(s).name for s in options.schemes]  # unknown names fail before any work
     if not schemes:
         raise PackageError("no schemes to package; pass e.g. --schemes Q4_K_M,Q8_0")
-    profile = get_profile(options.target)
-    out.mkdir(parents=True, exist_ok=True)
-    name = checkpoint.resolve().name
-    files_dir = out / options.publisher / name if profile.publisher_dirs else out
-    files_dir.mkdir(parents=True, exist_ok=True)
-    manifest = Manifest.load(out)
-    manifest.options = {"checkpoint": str(checkpoint), "schemes": schemes, "mmproj": options.mmproj,
-                        "mmproj_type": options.mmproj_type, "target": profile.name, "n_ctx": options.n_ctx,
-                        "chunks": options.chunks, "text": str(options.text) if options.text else None}
-    result = PackageResult(out, [])
-    inputs = _inputs_hash(checkpoint)
-    run = _StepRunner(manifest, result)
+    packager = _Packager(checkpoint, out, options, schemes, on_progress)
+    projector = packager.projector() if options.mmproj else None
+    models = {scheme: packager.quantized(scheme) for scheme in schemes}
+    reports = packager.validated(models, projector)
+    modelfiles = packager.modelfiles(models, projector) if packager.profile.writes_modelfiles else {}
+    return packager.finish(reports, projector, modelfiles)
 
-    projector = None
-    if options.mmproj:
-        projector = files_dir / f"mmproj-{name}-{options.mmproj_type.upper()}.gguf"
-        run("projector", step_key("projector", inputs, options.mmproj_type),
-            lambda: _convert_projector(checkpoint, projector, options.mmproj_type, on_progress))
-    models = {}
-    for scheme in schemes:
-        models[scheme] = files_dir / f"{name}-{scheme}.gguf"
-        step = run(f"quantize {scheme}", step_key("quantize", inputs, scheme, profile.name, options.mmproj),
-                   lambda s=scheme: _quantize(checkpoint, models[s], s, profile, options.mmproj, on_progress))
-        result.choices[scheme] = step.result["choices"]
 
-    validator = PackageValidator(checkpoint, options, on_progress)
-    media_key = validator.media_key()
-    projector_sha = manifest.steps["projector"].outputs[0].sha256 if projector else None
-    reports = {}
-    for scheme in schemes:
-        model_sha = manifest.steps[f"quantize {scheme}"].outputs[0].sha256
-        key = step_key("validate", inputs, model_sha, projector_sha, validator.settings(), media_key)
-        reports[scheme] = run(f"validate {scheme}", key,
-                              lambda s=scheme: ([], validator.validate(models[s], projector))).result
-    run("validation report", step_key("report", [manifest.steps[f"validate {s}"].key for s in schemes]),
-        lambda: (write_validation_outputs(out, name, schemes, reports), {}))
+class _Packager:
+    """One package directory: where each file goes, and the steps that make them."""
 
-    modelfiles = {}
-    if profile.name != "lmstudio":
-        for scheme in schemes:
-            modelfiles[scheme] = f"Modelfile.{scheme}"
-            key = step_key("modelfile", inputs, manifest.steps[f"quantize {scheme}"].key, projector_sha)
-            run(f"modelfile {scheme}", key,
-                lambda s=scheme: ([write_modelfile(models[s], out / f"Modelfile.{s}", mmproj=projector,
-                                                   checkpoint=checkpoint)[0]], {}))
-    manifest.retain(run.names)
-    card = _card(checkpoint, name, out, profile.name, manifest, schemes, reports, projector, modelfiles)
-    _write_if_changed(out / README, render_card(card))
-    _write_sums(out, manifest)
-    result.files = [o.path for o in manifest.files()] + [README, SUMS, "manifest.json"]
-    return result
+    def __init__(self, checkpoint: Path, out: Path, options: PackageOptions, schemes: list[str], on_progress):
+        self.checkpoint, self.out, self.options, self.schemes = checkpoint, out, options, schemes
+        self.on_progress = on_progress
+        self.profile = get_profile(options.target)
+        self.name = checkpoint.resolve().name
+        self.files_dir = out / options.publisher / self.name if self.profile.publisher_dirs else out
+        self.files_dir.mkdir(parents=True, exist_ok=True)
+        self.manifest = Manifest.load(out)
+        self.manifest.options = {
+            "checkpoint": str(checkpoint), "schemes": schemes, "mmproj": options.mmproj,
+            "mmproj_type": options.mmproj_type, "target": self.profile.name, "n_ctx": options.n_ctx,
+            "chunks": options.chunks, "text": str(options.text) if options.text else None}
+        self.result = PackageResult(out, [])
+        self.inputs = _inputs_hash(checkpoint)
+        self.run = _StepRunner(self.manifest, self.result)
+
+    def _output(self, step: str):
+        return self.manifest.steps[step].outputs[0]
+
+    def projector(self) -> Path:
+        path = self.files_dir / f"mmproj-{self.name}-{self.options.mmproj_type.upper()}.gguf"
+        self.run("projector", step_key("projector", self.inputs, self.options.mmproj_type),
+                 lambda: _convert_projector(self.checkpoint, path, self.options.mmproj_type, self.on_progress))
+        return path
+
+    def quantized(self, scheme: str) -> Path:
+        # With a projector the text files embed the multimodal tokens as transformers does (convert --mmproj).
+        path = self.files_dir / f"{self.name}-{scheme}.gguf"
+        key = step_key("quantize", self.inputs, scheme, self.profile.name, self.options.mmproj)
+        step = self.run(f"quantize {scheme}", key, lambda: _quantize(
+            self.checkpoint, path, scheme, self.profile, self.options.mmproj, self.on_progress))
+        self.result.choices[scheme] = step.result["choices"]
+        return path
+
+    def validated(self, models: dict[str, Path], projector: Path | None) -> dict[str, dict]:
+        validator = PackageValidator(self.checkpoint, self.options, self.on_progress)
+        projector_sha = self._output("projector").sha256 if projector else None
+        reports = {}
+        for scheme, model in models.items():
+            key = step_key("validate", self.inputs, self._output(f"quantize {scheme}").sha256, projector_sha,
+                           validator.settings(), validator.media_key())
+            reports[scheme] = self.run(f"validate {scheme}", key,
+                                       lambda m=model: ([], validator.validate(m, projector))).result
+        key = step_key("report", [self.manifest.steps[f"validate {s}"].key for s in models])
+        self.run("validation report", key,
+                 lambda: (write_validation_outputs(self.out, self.name, list(models), reports), {}))
+        return reports
+
+    def modelfiles(self, models: dict[str, Path], projector: Path | None) -> dict[str, str]:
+        projector_sha = self._output("projector").sha256 if projector else None
+        written = {}
+        for scheme, model in models.items():
+            written[scheme] = f"Modelfile.{scheme}"
+            key = step_key("modelfile", self.inputs, self.manifest.steps[f"quantize {scheme}"].key, projector_sha)
+            self.run(f"modelfile {scheme}", key, lambda m=model, f=written[scheme]: (
+                [write_modelfile(m, self.out / f, mmproj=projector, checkpoint=self.checkpoint)[0]], {}))
+        return written
+
+    def finish(self, reports: dict[str, dict], projector: Path | None, modelfiles: dict[str, str]) -> PackageResult:
+        """Forget steps no longer asked for; write the card and the checksums when they changed."""
+        self.manifest.retain(self.run.names)
+        card = _card(self, reports, projector, modelfiles)
+        _write_if_changed(self.out / README, render_card(card))
+        _write_sums(self.out, self.manifest)
+        self.result.files = [o.path for o in self.manifest.files()] + [README, SUMS, "manifest.json"]
+        return self.result
 
 
 class _StepRunner:
@@ -158,19 +184,21 @@ def _inputs_hash(checkpoint: Path) -> str:
     return digest.hexdigest()
 
 
-def _card(checkpoint, name, out, target, manifest, schemes, reports, projector, modelfiles) -> Card:
+def _card(packager: _Packager, reports: dict[str, dict], projector: Path | None, modelfiles: dict[str, str]) -> Card:
     rows = []
-    for scheme in schemes:
-        quantized, kld = manifest.steps[f"quantize {scheme}"], reports[scheme]["kld"]
+    for scheme in packager.schemes:
+        quantized, kld = packager.manifest.steps[f"quantize {scheme}"], reports[scheme]["kld"]
         output = quantized.outputs[0]
         rows.append(CardRow(scheme, output.path, output.bytes, reports[scheme]["model"]["bits_per_weight"],
                             kld["ppl_ratio"]["value"], kld["kld_mean"]["value"], kld["same_top1"]["value"],
                             quantized.result["ple_bytes"]))
-    first = reports[schemes[0]]
-    return Card(name=name, base_model=_base_model(checkpoint, name), license=_license(checkpoint), target=target,
-                rows=rows, projector=manifest.steps["projector"].outputs[0].path if projector else None,
-                projector_bytes=manifest.steps["projector"].outputs[0].bytes if projector else 0,
-                modelfiles=modelfiles, eval_text=first["text"]["name"], n_ctx=first["protocol"]["n_ctx"],
+    first = reports[packager.schemes[0]]
+    projector_file = packager.manifest.steps["projector"].outputs[0] if projector else None
+    return Card(name=packager.name, base_model=_base_model(packager.checkpoint, packager.name),
+                license=_license(packager.checkpoint), target=packager.profile.name, rows=rows,
+                projector=projector_file.path if projector_file else None,
+                projector_bytes=projector_file.bytes if projector_file else 0, modelfiles=modelfiles,
+                eval_text=first["text"]["name"], n_ctx=first["protocol"]["n_ctx"],
                 scored_tokens=first["protocol"]["scored_tokens"])
 
 

@@ -45,7 +45,7 @@ class Profile:
     ple_types: frozenset[GGMLType] | None  # None: any type llama.cpp runs
     uint32_keys: tuple[str, ...]  # keys rewritten as uint32 when the input has them otherwise
     publisher_dirs: bool  # lay files out as publisher/model/
-    runs_with: str
+    writes_modelfiles: bool  # package writes Ollama Modelfiles
 
     @property
     def records(self) -> bool:
@@ -53,9 +53,9 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (
-    Profile("llama.cpp", None, (), False, "llama-cli / llama-server / llama-mtmd-cli"),
-    Profile("ollama", OLLAMA_GET_ROWS_TYPES, OLLAMA_UINT32_KEYS, False, "ollama create NAME -f Modelfile"),
-    Profile("lmstudio", None, (), True, "LM Studio (~/.lmstudio/models/<publisher>/<model>/)"),
+    Profile("llama.cpp", None, (), publisher_dirs=False, writes_modelfiles=True),
+    Profile("ollama", OLLAMA_GET_ROWS_TYPES, OLLAMA_UINT32_KEYS, publisher_dirs=False, writes_modelfiles=True),
+    Profile("lmstudio", None, (), publisher_dirs=True, writes_modelfiles=False),
 )}
 
 
