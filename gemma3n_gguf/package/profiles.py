@@ -46,6 +46,7 @@ class Profile:
     uint32_keys: tuple[str, ...]  # keys rewritten as uint32 when the input has them otherwise
     publisher_dirs: bool  # lay files out as publisher/model/
     writes_modelfiles: bool  # package writes Ollama Modelfiles
+    ple_reader: str = ""  # what reads the PLE table by rows, when ple_types restricts its type
 
     @property
     def records(self) -> bool:
@@ -54,7 +55,8 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile("llama.cpp", None, (), publisher_dirs=False, writes_modelfiles=True),
-    Profile("ollama", OLLAMA_GET_ROWS_TYPES, OLLAMA_UINT32_KEYS, publisher_dirs=False, writes_modelfiles=True),
+    Profile("ollama", OLLAMA_GET_ROWS_TYPES, OLLAMA_UINT32_KEYS, publisher_dirs=False, writes_modelfiles=True,
+            ple_reader="Ollama's GPU path"),
     Profile("lmstudio", None, (), publisher_dirs=True, writes_modelfiles=False),
 )}
 
@@ -65,32 +67,25 @@ def get_profile(name: str) -> Profile:
     return PROFILES[name]
 
 
-@dataclass(frozen=True)
-class ProfiledQuantization:
-    """Options and input for one scheme under a profile, and what the profile chose."""
-
-    options: PlanOptions
-    choices: tuple[str, ...]
-
-
 def profile_choices(profile: Profile, source, scheme: str | Scheme, options: PlanOptions,
-                    **plan_options) -> ProfiledQuantization:
-    """The PLE type (and the reason) the profile gives ``scheme``; the user's --ple-type when it is allowed."""
+                    **plan_options) -> tuple[PlanOptions, tuple[str, ...]]:
+    """The options with the PLE type the profile gives ``scheme`` (the user's --ple-type when it
+    is allowed), and the choice said in words."""
     if profile.ple_types is None:
-        return ProfiledQuantization(options, ())
+        return options, ()
     allowed = ", ".join(t.name for t in sorted(profile.ple_types))
     if options.ple_type is not None:
         if options.ple_type not in profile.ple_types:
-            raise PackageError(f"--ple-type {options.ple_type.name} cannot be gathered by row on Ollama's GPU "
-                               f"path; for --target {profile.name} use one of {allowed}")
-        return ProfiledQuantization(options, (f"{PLE} {options.ple_type.name} (asked for)",))
+            raise PackageError(f"--ple-type {options.ple_type.name} cannot be gathered by row on "
+                               f"{profile.ple_reader}; for --target {profile.name} use one of {allowed}")
+        return options, (f"{PLE} {options.ple_type.name} (asked for)",)
     planned = plan_quantization(source, scheme=scheme, options=options, **plan_options)
     default = next(t.qtype for t in planned.tensors if t.name == PLE)
     if default in profile.ple_types:
-        return ProfiledQuantization(options, (f"{PLE} {default.name} ({get_scheme(scheme).name}'s own; Ollama's GPU path gathers it)",))
-    return ProfiledQuantization(replace(options, ple_type=GGMLType.F16),
-                                (f"{PLE} F16, not {default.name}: Ollama's GPU path gathers rows only from "
-                                 f"{allowed} (--ple-type Q8_0 halves it)",))
+        return options, (f"{PLE} {default.name} ({get_scheme(scheme).name}'s own; {profile.ple_reader} gathers it)",)
+    return replace(options, ple_type=GGMLType.F16), (
+        f"{PLE} F16, not {default.name}: {profile.ple_reader} gathers rows only from {allowed} "
+        "(--ple-type Q8_0 halves it)",)
 
 
 class ProfiledInput:
@@ -142,12 +137,11 @@ def target_quantization(profile: Profile, source: str | os.PathLike[str], *, sch
                         options: PlanOptions, imatrix=None, allow_requantize: bool = False,
                         **input_options) -> Targeted:
     """The input (its key-values retyped and recorded when the profile asks) and options for ``scheme``."""
-    profiled = profile_choices(profile, source, scheme, options, imatrix=imatrix,
-                               allow_requantize=allow_requantize, **input_options)
+    chosen, choices = profile_choices(profile, source, scheme, options, imatrix=imatrix,
+                                      allow_requantize=allow_requantize, **input_options)
     if not profile.records and not profile.uint32_keys:
-        return Targeted(source, profiled.options, profiled.choices)
-    wrapped = ProfiledInput(open_input(source, **input_options), profile, profiled.choices)
-    return Targeted(wrapped, profiled.options, profiled.choices)
+        return Targeted(source, chosen, choices)
+    return Targeted(ProfiledInput(open_input(source, **input_options), profile, choices), chosen, choices)
 
 
 def quantize_for_target(profile: Profile, source: str | os.PathLike[str], output: Path | None, *,
