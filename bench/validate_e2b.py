@@ -13,10 +13,13 @@ Per preset and repeat, each a measured child process:
    time and peak memory; the process's peak RSS is held to ``--bound-gib`` (3 GiB);
 3. ``gemma3n-gguf convert CKPT --outtype f16`` (once, repeat 0; role ``peer_f16_convert``), then
    llama.cpp's F16 pass over the same windows through llama-cpp-python (role ``peer_f16_base``:
-   model load and logits of every window, timed apart).
+   model load and logits of every window, timed apart);
+4. once (repeat 0): ``gemma3n-gguf sweep CKPT --schemes Q4_K_M,Q5_K_M,Q8_0 --reference-mode streamed``
+   (role ``sweep``: one reference pass for three schemes) and ``gemma3n-gguf imatrix CKPT
+   --reference-mode streamed`` on the same text and windows (role ``imatrix``).
 
-``checks`` holds, per preset, the reference pass time against llama.cpp's F16 pass and whether every
-validate run stayed within the bound. The e2b-shape checkpoint needs ~11 GB of disk, e4b-shape ~15 GB,
+``checks`` holds, per preset, the reference pass time against llama.cpp's F16 pass, whether every
+validate, sweep and imatrix run stayed within the bound, and the sweep's count of reference passes. The e2b-shape checkpoint needs ~11 GB of disk, e4b-shape ~15 GB,
 their F16 GGUFs as much again.
 """
 
@@ -35,6 +38,9 @@ from measure import run_measured  # noqa: E402
 BENCH = "validate_e2b"
 SCHEME = "Q4_K_M"
 GIB = 2**30
+SWEEP = "gemma3n-gguf sweep --reference-mode streamed"
+IMATRIX = "gemma3n-gguf imatrix --reference-mode streamed"
+EVAL_TEXT = Path(__file__).resolve().parent.parent / "gemma3n_gguf" / "data" / "eval-text.txt"
 QUANTIZE = "gemma3n-gguf quantize --scheme Q4_K_M (one pass)"
 VALIDATE = "gemma3n-gguf validate --reference-mode streamed (reference pass + Q4_K_M pass)"
 CONVERT_F16 = "gemma3n-gguf convert --outtype f16"
@@ -46,7 +52,8 @@ def main() -> None:
     parser.add_argument("--also", default="e4b-shape", help="comma-separated further presets ('' for none)")
     parser.add_argument("--ctx", type=int, default=512)
     parser.add_argument("--chunks", type=int, default=4)
-    parser.add_argument("--bound-gib", type=float, default=3.0, help="peak RSS bound of validate")
+    parser.add_argument("--bound-gib", type=float, default=3.0, help="peak RSS bound of validate, sweep and imatrix")
+    parser.add_argument("--sweep-schemes", default="Q4_K_M,Q5_K_M,Q8_0", help="schemes of the sweep run ('' skips it)")
     parser.add_argument("--f16-base-pass", nargs=2, type=Path, metavar=("GGUF", "CKPT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.f16_base_pass:
@@ -75,13 +82,14 @@ def measure_preset(args: argparse.Namespace, preset: str) -> list[dict]:
         log = work / f"{preset}-{role}.log"
         result = run_measured(label, cmd, str(log), output=output)
         extra = {"preset": preset}
-        if role in ("validate", "peer_f16_base") and result.returncode == 0:
+        if role in ("validate", "peer_f16_base", "sweep", "imatrix") and result.returncode == 0:
             extra["report"] = _last_json(log)
         run = result.record(role, repeat, **extra)
         runs.append(run)
         return run
 
     cli = [sys.executable, "-m", "gemma3n_gguf"]
+    window_options = ["--ctx", str(args.ctx), "--chunks", str(args.chunks)]
     for repeat in range(args.repeat):
         if repeat == 0:
             measured("quantize", QUANTIZE, [*cli, "quantize", str(ckpt), "-o", str(quantized), "--scheme", SCHEME,
@@ -93,7 +101,14 @@ def measure_preset(args: argparse.Namespace, preset: str) -> list[dict]:
                                         str(args.ctx), "--chunks", str(args.chunks), "--cache-dir", str(cache),
                                         "--reference-mode", "streamed", "--json"], repeat)
         measured("peer_f16_base", PEER_BASE, [sys.executable, __file__, "--f16-base-pass", str(f16), str(ckpt),
-                                              "--ctx", str(args.ctx), "--chunks", str(args.chunks)], repeat)
+                                              *window_options], repeat)
+    if args.sweep_schemes:
+        measured("sweep", SWEEP, [*cli, "sweep", str(ckpt), "--schemes", args.sweep_schemes, "-o", str(work / "sweep"),
+                                  *window_options, "--cache-dir", str(work / f"sweep-cache-{preset}"),
+                                  "--delete-models", "--reference-mode", "streamed", "--json"], 0)
+    measured("imatrix", IMATRIX, [*cli, "imatrix", str(ckpt), "--text", str(EVAL_TEXT), *window_options,
+                                  "-o", str(work / f"{preset}-imatrix.gguf"), "--reference-mode", "streamed",
+                                  "--json"], 0)
     return runs
 
 
@@ -120,12 +135,15 @@ def f16_base_pass(gguf: Path, checkpoint: Path, *, n_ctx: int, chunks: int) -> d
 def preset_checks(runs: list[dict], bound: int) -> dict:
     validates = [run for run in runs if run["role"] == "validate"]
     bases = [run for run in runs if run["role"] == "peer_f16_base"]
+    bounded = [run for run in runs if run["role"] in ("validate", "sweep", "imatrix")]
+    sweeps = [run for run in runs if run["role"] == "sweep"]
     reference_s = [run["report"]["reference"]["seconds"] for run in validates if "report" in run]
     base_s = [run["report"]["load_s"] + run["report"]["pass_s"] for run in bases if "report" in run]
     return {
         "validate_exit_ok": all(run["exit"] == 0 for run in validates),
         "validate_peak_rss_bytes": max((run["peak_rss_bytes"] for run in validates), default=None),
-        "within_bound": all(run["peak_rss_bytes"] <= bound for run in validates),
+        "within_bound": {run["role"]: run["exit"] == 0 and run["peak_rss_bytes"] <= bound for run in bounded},
+        "sweep_reference_runs": [run["report"]["reference_runs"] for run in sweeps if "report" in run],
         "reference_modes": sorted({run["report"]["reference"]["mode"] for run in validates if "report" in run}),
         "reference_pass_s": min(reference_s, default=None),
         "reference_pass_peak_rss_bytes": max((run["report"]["reference"]["peak_rss_bytes"] for run in validates
