@@ -27,8 +27,8 @@ def _reference(hf_dir, ids):
 def _uniform_slice(tiny_e4b, tmp_path):
     from gemma3n_gguf.slice import WriteOptions, slice_model
 
-    hf = slice_model(tiny_e4b, tmp_path / "u384", ffn_widths="384*35").path
-    gguf = slice_model(tiny_e4b, tmp_path / "u384.gguf", ffn_widths="384*35", options=WriteOptions(outtype="f32"))
+    hf = slice_model(tiny_e4b, tmp_path / "u1536", ffn_widths="1536*35").path
+    gguf = slice_model(tiny_e4b, tmp_path / "u1536.gguf", ffn_widths="1536*35", options=WriteOptions(outtype="f32"))
     return hf, gguf
 
 
@@ -65,22 +65,23 @@ with LlamaCppRunner(sys.argv[1], n_ctx=512) as runner:
 """
 
 
-def _patched_logits(gguf, ids, tmp_path):
-    from gemma3n_gguf.runtime.build import build_runtime, runtime_env
+def _patched_logits(lib_dir, gguf, ids, tmp_path):
+    from gemma3n_gguf.runtime.build import runtime_env
 
     np.save(tmp_path / "ids.npy", ids)
     out = tmp_path / f"{gguf.stem}-logits.npy"
     subprocess.run([sys.executable, "-c", _RUN, str(gguf), str(tmp_path / "ids.npy"), str(out)],
-                   env=runtime_env(build_runtime()), check=True, timeout=600)
+                   env=runtime_env(lib_dir), check=True, timeout=600)
     return np.load(out)
 
 
-def test_mixed_width_slice_runs_in_the_patched_runtime(official_slices, parity_ids, tmp_path):
+def test_mixed_width_slice_runs_in_the_patched_runtime(patched_runtime, official_slices, parity_ids, tmp_path):
     hf_dir, gguf, _ = official_slices("e2.54b-layer")
-    stats = parity_stats(_reference(hf_dir, parity_ids), _patched_logits(gguf, parity_ids, tmp_path))
+    stats = parity_stats(_reference(hf_dir, parity_ids), _patched_logits(patched_runtime, gguf, parity_ids, tmp_path))
     assert F32.violations(stats) == [], json.dumps(stats.to_dict())
 
 
-def test_the_patch_leaves_uniform_widths_unchanged(official_slices, parity_ids, tmp_path):
+def test_the_patch_leaves_uniform_widths_unchanged(patched_runtime, official_slices, parity_ids, tmp_path):
     _, gguf, _ = official_slices("e2b")
-    np.testing.assert_array_equal(_patched_logits(gguf, parity_ids, tmp_path), llama_logits(gguf, parity_ids))
+    np.testing.assert_array_equal(_patched_logits(patched_runtime, gguf, parity_ids, tmp_path),
+                                  llama_logits(gguf, parity_ids))

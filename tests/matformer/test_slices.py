@@ -14,7 +14,7 @@ from matformer.independent import cut_independently, gguf_tensors, read_checkpoi
 pytestmark = pytest.mark.slow
 
 SLUGS = [c.slug for c in OFFICIAL_CONFIGS]
-FULL, HALF = 512, 256  # tiny-e4b's FFN width, and half of it
+FULL, HALF = 2048, 1024  # tiny-e4b's FFN width, and half of it
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def test_hf_slice_equals_the_original_cut_in_memory(slug, official_slices, origi
     config = next(c for c in OFFICIAL_CONFIGS if c.slug == slug)
     hf_dir, _, _ = official_slices(slug)
     text, tensors = read_checkpoint(hf_dir)
-    # the table, scaled by ratio: full = 512, half = 256
+    # the table, scaled by ratio: full = 2048, half = 1024
     kept = [i for i in range(35) if i not in config.skipped]
     widths = [FULL if pos in config.full_layers else HALF for pos in range(len(kept))]
     assert text["num_hidden_layers"] == len(kept) and text["intermediate_size"] == widths
