@@ -35,3 +35,11 @@ def official_slices(tiny_e4b, tmp_path_factory):
         return made[slug]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def patched_runtime() -> Path:
+    """The patched llama.cpp libraries, from the cache the install step (.ci/run) builds once."""
+    from gemma3n_gguf.runtime.build import build_runtime
+
+    return build_runtime(fetch=False)
