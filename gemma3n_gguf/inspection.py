@@ -58,6 +58,7 @@ class GGUFSummary:
     total: GroupSize
     projector: dict | None = None
     tokenizer: dict = field(default_factory=dict)
+    runtimes: dict[str, str] = field(default_factory=dict)  # gemma3n text: runtime -> yes / no: why
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -103,8 +104,19 @@ def summarize(path: str | os.PathLike[str]) -> GGUFSummary:
     projector = None
     if arch == "clip":
         projector = projector_summary(gguf)
+    runtimes = runtime_summary(gguf) if arch == "gemma3n" else {}
     return GGUFSummary(str(path), arch, Path(path).stat().st_size, metadata, dict(types), dict(groups), total,
-                       projector, tokenizer)
+                       projector, tokenizer, runtimes)
+
+
+def runtime_summary(gguf: GGUFFile) -> dict[str, str]:
+    """Which llama.cpp runs this gemma3n text file (``yes`` or ``no: why``), from its metadata."""
+    from gemma3n_gguf.model.runtimes import verdicts_from_gguf
+
+    kv = {k: gguf.value(k) for k in gguf.fields if k.startswith("gemma3n.")}
+    laurel = next((int(t.shape[0]) for t in gguf.tensors if t.name == "blk.0.laurel_l.weight"), None)
+    verdicts = verdicts_from_gguf(kv) if laurel is None else verdicts_from_gguf(kv, laurel)
+    return {v.runtime: v.text for v in verdicts}
 
 
 def projector_summary(gguf: GGUFFile) -> dict:

@@ -135,6 +135,18 @@ def inspect(path: GGUFArg, json_out: JsonOpt = False) -> None:
     console.print("types: " + ", ".join(f"{k} x{v}" for k, v in sorted(summary.tensor_types.items())))
     if summary.projector:
         console.print(key_value_table("projector", summary.projector))
+    if summary.runtimes:
+        console.print(escape(runtime_line(summary.runtimes)))
+
+
+def runtime_line(runtimes: dict[str, str]) -> str:
+    """``llama.cpp: runs``, or ``llama.cpp: no (why; patched runtime: yes|no)``."""
+    from gemma3n_gguf.model.runtimes import LLAMA_CPP, LLAMA_CPP_PATCHED
+
+    stock, patched = runtimes[LLAMA_CPP], runtimes[LLAMA_CPP_PATCHED]
+    if stock == "yes":
+        return "llama.cpp: runs"
+    return f"llama.cpp: no ({stock.removeprefix('no: ')}; patched runtime: {patched})"
 
 
 def _short(value) -> str:

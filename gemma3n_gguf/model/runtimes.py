@@ -10,9 +10,12 @@ Ollama and LM Studio embed llama.cpp; nothing here has run them, so they get no 
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
-from gemma3n_gguf.model.config import TextConfig, llama_cpp_violations
+from gemma3n_gguf.model.config import LLAMA_CPP_LAUREL_RANK, TextConfig, llama_cpp_violations
 
 LLAMA_CPP = "llama.cpp"
 LLAMA_CPP_PATCHED = "llama.cpp+ffn-patch"
@@ -47,3 +50,35 @@ def runtime_verdicts(cfg: TextConfig) -> tuple[Verdict, ...]:
 def verdict_metadata(verdicts: tuple[Verdict, ...]) -> list[tuple[str, str]]:
     """GGUF key-values carrying the verdicts: ``gemma3n_gguf.runtime.<runtime>`` = ``yes`` / ``no: ...``."""
     return [(METADATA_PREFIX + v.runtime, v.text) for v in verdicts]
+
+
+def verdicts_from_gguf(kv: Mapping[str, Any], laurel_rank: int = LLAMA_CPP_LAUREL_RANK) -> tuple[Verdict, ...]:
+    """The verdicts on a gemma3n text GGUF, from its ``gemma3n.*`` key-values (decoded values)."""
+    return runtime_verdicts(text_config_from_gguf(kv, laurel_rank))
+
+
+def text_config_from_gguf(kv: Mapping[str, Any], laurel_rank: int) -> TextConfig:
+    """The config fields llama.cpp's verdict depends on, read back from a text GGUF's metadata
+    (``laurel_rank`` is no key: it is the rank of ``blk.0.laurel_l``)."""
+    def get(key: str, default: Any = None) -> Any:
+        return kv.get("gemma3n." + key, default)
+
+    n = int(get("block_count"))
+    widths = get("feed_forward_length")
+    widths = tuple(widths) if isinstance(widths, list) else (int(widths),) * n
+    sliding = get("attention.sliding_window_pattern", [False] * n)
+    # llama.cpp's converter writes the normal quantile of each layer's sparsity (-inf for none)
+    scales = get("activation_sparsity_scale", [-math.inf] * n)
+    sparsity = tuple(0.0 if math.isinf(z) else 0.5 * (1 + math.erf(z / math.sqrt(2))) for z in scales)
+    return TextConfig(
+        num_layers=n, hidden_size=int(get("embedding_length")), intermediate_sizes=widths,
+        num_heads=int(get("attention.head_count")), num_kv_heads=int(get("attention.head_count_kv")),
+        head_dim=int(get("attention.key_length")), vocab_size=0, vocab_size_per_layer_input=0,
+        ple_dim=int(get("embedding_length_per_layer_input")), laurel_rank=laurel_rank,
+        altup_num_inputs=int(get("altup.num_inputs")), altup_active_idx=int(get("altup.active_idx")),
+        num_kv_shared_layers=int(get("attention.shared_kv_layers", 0)),
+        sliding_window=int(get("attention.sliding_window")),
+        layer_types=tuple("sliding_attention" if s else "full_attention" for s in sliding),
+        activation_sparsity=sparsity, rope_theta=float(get("rope.freq_base")),
+        rope_theta_swa=float(get("rope.freq_base_swa")), rms_norm_eps=float(get("attention.layer_norm_rms_epsilon")),
+        final_logit_softcapping=float(get("final_logit_softcapping")), context_length=int(get("context_length")))

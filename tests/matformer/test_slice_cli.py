@@ -28,10 +28,10 @@ def test_list_prints_the_16_official_configurations(capsys):
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["--ffn-widths", "256*34"], "34 FFN widths given for 35 kept layers"),
-    (["--ffn-widths", "256*34,1024"], "FFN width 1024 at kept layer 34 exceeds the checkpoint's 512"),
-    (["--ffn-widths", "256*30", "--skip-layers", "17-21"], "cannot skip layer(s) [18, 19]"),
-    (["--ffn-widths", "256*34,0"], "FFN width 0 at kept layer 34 is not positive"),
+    (["--ffn-widths", "1024*34"], "34 FFN widths given for 35 kept layers"),
+    (["--ffn-widths", "1024*34,4096"], "FFN width 4096 at kept layer 34 exceeds the checkpoint's 2048"),
+    (["--ffn-widths", "1024*30", "--skip-layers", "17-21"], "cannot skip layer(s) [18, 19]"),
+    (["--ffn-widths", "1024*34,0"], "FFN width 0 at kept layer 34 is not positive"),
     (["--config", "e3b"], "unknown slicing configuration 'e3b'"),
 ])
 def test_impossible_slices_are_refused_and_nothing_is_written(capsys, tiny_e4b, tmp_path, args, fragment):
@@ -51,12 +51,13 @@ def test_quantized_in_the_same_pass_with_its_metadata(capsys, tiny_e4b, tmp_path
     assert reader.fields["general.file_type"].parts[-1][0] == 15  # MOSTLY_Q4_K_M
     widths = [int(reader.fields["gemma3n.feed_forward_length"].parts[i][0])
               for i in reader.fields["gemma3n.feed_forward_length"].data]
-    assert widths == [256] * 4 + [512] + [256] * 15 + [512] * 5 + [256] * 10
-    assert {t.name: int(t.shape[1]) for t in reader.tensors}["blk.4.ffn_gate.weight"] == 512
+    assert widths == [1024] * 4 + [2048] + [1024] * 15 + [2048] * 5 + [1024] * 10
+    assert int(next(t for t in reader.tensors if t.name == "blk.4.ffn_gate.weight").shape[1]) == 2048
     shown = run_cli(capsys, "inspect", out)
     assert shown.code == 0
     flat = " ".join(shown.out.split())
     assert "gemma3n_gguf.slice.config │ e2.54b-layer" in flat and "no: per-layer FFN widths differ" in flat
+    assert "llama.cpp: no (per-layer FFN widths differ" in flat and "patched runtime: yes)" in flat
 
 
 def test_budget_picks_the_best_configuration_that_fits(capsys, tiny_e4b, tmp_path):
@@ -77,3 +78,17 @@ def test_validate_accepts_a_sliced_gguf_with_its_sliced_checkpoint(capsys, offic
     assert run.code == 0, run.err
     report = json.loads(run.out)
     assert report["kld"]["kld_mean"]["value"] < 1e-4  # f32 against its own reference
+
+
+def test_inspect_gives_runtime_verdicts_for_any_gemma3n_text_gguf(capsys, tiny_e4b, tmp_path):
+    uniform = tmp_path / "uniform.gguf"
+    assert run_cli(capsys, "convert", tiny_e4b, "--outtype", "f16", "-o", uniform).code == 0
+    shown = run_cli(capsys, "inspect", uniform)
+    assert shown.code == 0 and "llama.cpp: runs" in shown.out
+    assert "gemma3n_gguf.runtime" not in shown.out  # from the metadata llama.cpp reads, not our keys
+    skipped = tmp_path / "skip-early.gguf"
+    assert run_cli(capsys, "slice", tiny_e4b, "--ffn-widths", "2048*34", "--skip-layers", "3", "-o", skipped).code == 0
+    flat = " ".join(run_cli(capsys, "inspect", skipped).out.split())
+    assert "llama.cpp: no (KV sharing starts at layer 19" in flat and "patched runtime: no:" in flat
+    report = json.loads(run_cli(capsys, "inspect", uniform, "--json").out)
+    assert report["runtimes"] == {"llama.cpp": "yes", "llama.cpp+ffn-patch": "yes"}
