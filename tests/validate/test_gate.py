@@ -124,6 +124,16 @@ def test_malformed_baselines_are_usage_errors(tmp_path, edit, message):
         load_baseline(path)
 
 
+@pytest.mark.parametrize("n_ctx", ["1e400", "NaN", "\"512x\""])
+def test_a_non_integer_context_is_a_baseline_error(tmp_path, n_ctx):
+    path = _baseline_file(tmp_path)
+    text = path.read_text()
+    assert '"n_ctx": 512' in text
+    path.write_text(text.replace('"n_ctx": 512', f'"n_ctx": {n_ctx}'))
+    with pytest.raises(BaselineError, match="\"protocol\" is incomplete or malformed"):
+        load_baseline(path)
+
+
 def test_missing_baseline_names_the_fix(tmp_path):
     with pytest.raises(BaselineError, match="--write-baseline"):
         load_baseline(tmp_path / "absent.json")

@@ -262,7 +262,7 @@ def _read_protocol(source: Path, raw: Any) -> Protocol:
         chunks = raw["chunks"]
         return Protocol(int(raw["n_ctx"]), None if chunks is None else int(chunks), bool(raw["align_vocab"]),
                         str(text["name"]), str(text["sha256"]), str(raw["reference_sha256"]))
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:  # Overflow: int(1e400)
         raise BaselineError(f"baseline {source}: \"protocol\" is incomplete or malformed ({exc!r})") from None
 
 
