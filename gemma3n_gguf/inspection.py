@@ -12,7 +12,7 @@ from gguf import GGUFValueType
 
 from gemma3n_gguf.core.gguf_read import GGUFFile, open_gguf
 
-__all__ = ["GGUFSummary", "field_value", "open_gguf", "summarize"]
+__all__ = ["GGUFSummary", "field_value", "summarize"]
 
 # First matching prefix names the group a tensor's bytes are counted in.
 GROUPS: tuple[tuple[str, str], ...] = (
