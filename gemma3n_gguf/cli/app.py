@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 
 import typer
@@ -57,8 +58,14 @@ for _name, _function in COMMANDS:
     app.command(_name)(_requiring("reference", _name, _function) if _name in NEEDS_REFERENCE_EXTRA else _function)
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C, so ``with`` blocks remove their ``.partial`` files."""
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
     """Run the app; a library error becomes one red line on stderr and exit status 1."""
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         app()
     except Gemma3nGGUFError as exc:

@@ -1,7 +1,7 @@
 """Atomic file output: write to a temporary sibling, fsync, then rename.
 
 The temporary file is ``.<name>.<pid>.partial`` beside the destination. A failure or Ctrl-C
-inside the ``with`` block removes it at once and leaves the destination untouched, so no
+(or SIGTERM, which the CLI turns into an exit) inside the ``with`` block removes it at once and leaves the destination untouched, so no
 half-written model ever appears under the final name. A run killed outright (SIGKILL, power
 loss) cannot clean up: its ``.partial`` file stays, recognisable by that name, until the next
 run writing into the same directory removes it, once the process it names is gone.

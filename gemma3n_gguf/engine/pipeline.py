@@ -56,7 +56,7 @@ class _Failed:
 
 def _raise_typed(job: TensorJob, error: BaseException, step: str) -> NoReturn:
     """Our own errors as they are; anything else named after the tensor it struck."""
-    if isinstance(error, (Gemma3nGGUFError, KeyboardInterrupt)):
+    if isinstance(error, (Gemma3nGGUFError, KeyboardInterrupt, SystemExit)):
         raise error
     raise QuantizationError(f"{step} {job.name} failed: {error}") from error
 

@@ -115,6 +115,18 @@ def test_sigint_mid_write_removes_the_partial_at_once(tiny_mm_checkpoint, tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
+def test_sigterm_mid_write_removes_the_partial_at_once(tiny_mm_checkpoint, tmp_path):
+    dest = tmp_path / "model.gguf"
+    proc = start("convert", tiny_mm_checkpoint, "--outtype", "f32", "-o", dest)
+    wait_mid_write(proc, tmp_path)
+    proc.terminate()
+    _, stderr = proc.communicate(timeout=60)
+
+    assert proc.returncode == 143, stderr  # 128 + SIGTERM
+    assert "Traceback" not in stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def _file_size_limit(limit: int):
     def apply() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # write() then fails with EFBIG
