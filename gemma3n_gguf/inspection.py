@@ -11,6 +11,8 @@ from pathlib import Path
 from gguf import GGUFValueType
 
 from gemma3n_gguf.core.gguf_read import GGUFFile, open_gguf
+from gemma3n_gguf.core.errors import ConfigError
+from gemma3n_gguf.model.runtimes import LLAMA_CPP, verdicts_from_gguf
 
 __all__ = ["GGUFSummary", "field_value", "summarize"]
 
@@ -111,11 +113,12 @@ def summarize(path: str | os.PathLike[str]) -> GGUFSummary:
 
 def runtime_summary(gguf: GGUFFile) -> dict[str, str]:
     """Which llama.cpp runs this gemma3n text file (``yes`` or ``no: why``), from its metadata."""
-    from gemma3n_gguf.model.runtimes import verdicts_from_gguf
-
     kv = {k: gguf.value(k) for k in gguf.fields if k.startswith("gemma3n.")}
     laurel = next((int(t.shape[0]) for t in gguf.tensors if t.name == "blk.0.laurel_l.weight"), None)
-    verdicts = verdicts_from_gguf(kv) if laurel is None else verdicts_from_gguf(kv, laurel)
+    try:
+        verdicts = verdicts_from_gguf(kv) if laurel is None else verdicts_from_gguf(kv, laurel)
+    except ConfigError as exc:  # the loader would refuse the file before any graph is built
+        return {LLAMA_CPP: f"no: {exc}"}
     return {v.runtime: v.text for v in verdicts}
 
 

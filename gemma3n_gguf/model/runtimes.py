@@ -11,10 +11,11 @@ Ollama and LM Studio embed llama.cpp; nothing here has run them, so they get no 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from gemma3n_gguf.core.errors import ConfigError
 from gemma3n_gguf.model.config import LLAMA_CPP_LAUREL_RANK, TextConfig, llama_cpp_violations
 
 LLAMA_CPP = "llama.cpp"
@@ -60,12 +61,24 @@ def verdicts_from_gguf(kv: Mapping[str, Any], laurel_rank: int = LLAMA_CPP_LAURE
 def text_config_from_gguf(kv: Mapping[str, Any], laurel_rank: int) -> TextConfig:
     """The config fields llama.cpp's verdict depends on, read back from a text GGUF's metadata
     (``laurel_rank`` is no key: it is the rank of ``blk.0.laurel_l``)."""
-    def get(key: str, default: Any = None) -> Any:
-        return kv.get("gemma3n." + key, default)
+    missing = object()
 
+    def get(key: str, default: Any = missing) -> Any:
+        value = kv.get("gemma3n." + key, default)
+        if value is missing or value is None:
+            raise ConfigError(f"gemma3n.{key} is missing: llama.cpp's gemma3n loader requires it")
+        return value
+
+    try:
+        return _text_config(get, laurel_rank)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ConfigError(f"a gemma3n.* key has a value of the wrong type or length ({exc})") from None
+
+
+def _text_config(get: Callable[..., Any], laurel_rank: int) -> TextConfig:
     n = int(get("block_count"))
     widths = get("feed_forward_length")
-    widths = tuple(widths) if isinstance(widths, list) else (int(widths),) * n
+    widths = tuple(int(w) for w in widths) if isinstance(widths, list) else (int(widths),) * n
     sliding = get("attention.sliding_window_pattern", [False] * n)
     # llama.cpp's converter writes the normal quantile of each layer's sparsity (-inf for none)
     scales = get("activation_sparsity_scale", [-math.inf] * n)
