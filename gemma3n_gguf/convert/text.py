@@ -12,15 +12,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gguf import GGUFWriter
 
 from gemma3n_gguf.core.atomic import refuse_input_as_output
 from gemma3n_gguf.core.ggml import thread_count
-from gemma3n_gguf.core.gguf_write import Progress, write_gguf
+from gemma3n_gguf.core.gguf_write import Progress
 from gemma3n_gguf.engine.fileplan import PlannedOutput, QuantizationPlan
 from gemma3n_gguf.engine.inputs import ARCH, CheckpointInput
-from gemma3n_gguf.engine.kv import install_kv
-from gemma3n_gguf.engine.pipeline import WritePipeline, TensorJob
+from gemma3n_gguf.engine.pipeline import TensorJob, write_through_pipeline
 from gemma3n_gguf.model.config import TextConfig
 from gemma3n_gguf.model.text_plan import TextPlan
 
@@ -93,11 +91,6 @@ def convert(
     # convert_hf_to_gguf.py does; each row piece is encoded by the input itself (convert=False)
     jobs = [TensorJob(t.name, tuple(reversed(t.shape)), t.qtype, convert=False) for t in plan.tensors]
     started = time.perf_counter()
-
-    def metadata(writer: GGUFWriter) -> None:
-        install_kv(writer, plan.kv)
-
-    with WritePipeline(src, jobs, n_threads) as pipeline:
-        write_gguf(dest, ARCH, metadata, jobs, pipeline.pieces, on_progress)
+    write_through_pipeline(dest, ARCH, plan.kv, src, jobs, n_threads, on_progress)
     return ConversionResult(dest, src.plan, plan, src.config, src.warnings,
                             time.perf_counter() - started, n_threads)

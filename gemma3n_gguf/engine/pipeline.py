@@ -17,18 +17,21 @@ from __future__ import annotations
 import math
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NoReturn
 
 import numpy as np
 from gguf import GGMLQuantizationType as GGMLType
+from gguf import GGUFValue
 
 from gemma3n_gguf.core.errors import Gemma3nGGUFError, QuantizationError
-from gemma3n_gguf.core.gguf_write import SizedTensor
+from gemma3n_gguf.core.gguf_write import Progress, SizedTensor, write_gguf
 from gemma3n_gguf.core.ggml import MIN_CHUNK_VALUES, quantize_rows
 from gemma3n_gguf.engine.inputs import QuantizeInput
+from gemma3n_gguf.engine.kv import install_kv
 
 PIECE_BYTES = 4 << 20  # float32 bytes per piece: ~0.1 s of a k-quant kernel, ~1% of a queue's worth
 _POLL_SECONDS = 0.1
@@ -148,3 +151,10 @@ class WritePipeline:
                 return
             if isinstance(item, Future):
                 item.cancel()
+
+
+def write_through_pipeline(dest: Path, arch: str, kv: Mapping[str, GGUFValue], source: QuantizeInput,
+                           jobs: Sequence[TensorJob], threads: int, on_progress: Progress | None = None) -> Path:
+    """Write ``jobs`` of ``source`` with the key-values ``kv`` to ``dest``, atomically."""
+    with WritePipeline(source, jobs, threads) as pipeline:
+        return write_gguf(dest, arch, lambda writer: install_kv(writer, kv), jobs, pipeline.pieces, on_progress)

@@ -15,17 +15,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from gguf import GGUFWriter
 
 from gemma3n_gguf.core.errors import QuantizationError
 from gemma3n_gguf.core.atomic import refuse_input_as_output
-from gemma3n_gguf.core.gguf_write import Progress, write_gguf
+from gemma3n_gguf.core.gguf_write import Progress
 from gemma3n_gguf.engine.fileplan import PlannedOutput, QuantizationPlan
 from gemma3n_gguf.core.ggml import thread_count
 from gemma3n_gguf.quantize.imatrix import Imatrix, assign_imatrix, normalize, quantize_metadata, read_imatrix
 from gemma3n_gguf.engine.inputs import ARCH, QuantizeInput, open_input, quantized_sources
-from gemma3n_gguf.engine.kv import install_kv, quantized_kv
-from gemma3n_gguf.engine.pipeline import WritePipeline, TensorJob
+from gemma3n_gguf.engine.kv import quantized_kv
+from gemma3n_gguf.engine.pipeline import TensorJob, write_through_pipeline
 from gemma3n_gguf.engine.planner import (
     PlanOptions,
     TensorChoice,
@@ -110,12 +109,7 @@ def quantize(
     jobs = [TensorJob(t.name, t.written_shape, t.qtype, t.converted, prepared.imatrix_values.get(t.name))
             for t in plan.tensors]
     started = time.perf_counter()
-
-    def metadata(writer: GGUFWriter) -> None:
-        install_kv(writer, plan.kv)
-
-    with WritePipeline(src, jobs, n_threads) as pipeline:
-        write_gguf(dest, ARCH, metadata, jobs, pipeline.pieces, on_progress)
+    write_through_pipeline(dest, ARCH, plan.kv, src, jobs, n_threads, on_progress)
     return QuantizeResult(dest, plan, time.perf_counter() - started, n_threads)
 
 

@@ -20,11 +20,11 @@ from gemma3n_gguf.core.atomic import refuse_input_as_output
 from gemma3n_gguf.core.checkpoint import Checkpoint
 from gemma3n_gguf.core.errors import ConfigError
 from gemma3n_gguf.core.ggml import thread_count
-from gemma3n_gguf.core.gguf_write import Progress, write_gguf
+from gemma3n_gguf.core.gguf_write import Progress
 from gemma3n_gguf.engine.fileplan import PlannedOutput, QuantizationPlan
 from gemma3n_gguf.engine.inputs import ProjectorInput, projector_file_name
-from gemma3n_gguf.engine.kv import collect_kv, install_kv
-from gemma3n_gguf.engine.pipeline import TensorJob, WritePipeline
+from gemma3n_gguf.engine.kv import collect_kv
+from gemma3n_gguf.engine.pipeline import TensorJob, write_through_pipeline
 from gemma3n_gguf.engine.schemes import projector_scheme
 from gemma3n_gguf.model.metadata import model_name
 from gemma3n_gguf.convert.projector.config import ProjectorConfig, check_vision, read_projector_config
@@ -131,12 +131,7 @@ def convert_mmproj(
     n_threads = thread_count(threads)
     jobs = [TensorJob(t.name, t.written_shape, t.qtype, convert=False) for t in file.tensors]
     started = time.perf_counter()
-
-    def metadata(writer: GGUFWriter) -> None:
-        install_kv(writer, file.kv)
-
-    with WritePipeline(src, jobs, n_threads) as pipeline:
-        write_gguf(dest, ARCH, metadata, jobs, pipeline.pieces, on_progress)
+    write_through_pipeline(dest, ARCH, file.kv, src, jobs, n_threads, on_progress)
     return MmprojResult(dest, planned.layout, file, planned.config, file.warnings,
                         time.perf_counter() - started, n_threads)
 
