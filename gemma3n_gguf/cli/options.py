@@ -25,3 +25,11 @@ ReferenceModeOpt = Annotated[str, typer.Option(
     "--reference-mode", help="How the transformers reference runs: memory (the whole fp32 model), streamed (one "
                              "decoder layer at a time, for models larger than RAM) or auto (memory when it fits "
                              "with room to spare).")]
+
+# The per-tensor type options of quantize and slice --scheme.
+TypeOpt = Annotated[str | None, typer.Option(help="A ggml type: Q8_0, Q6_K, Q4_K, F16, ...")]
+TensorTypeOpt = Annotated[list[str] | None, typer.Option("--tensor-type", help="REGEX=TYPE for matching tensors; repeatable, first match wins.")]
+PleTypeOpt = Annotated[str | None, typer.Option(help="Type of the PLE table (per_layer_token_embd).")]
+PureOpt = Annotated[bool, typer.Option(help="No per-tensor mixing: every quantizable tensor gets the scheme's type.")]
+RecipeOpt = Annotated[Path | None, typer.Option(help="TOML file of named recipes (docs/recipes.md).")]
+RecipeNameOpt = Annotated[str | None, typer.Option(help="The recipe to use from --recipe.")]

@@ -9,10 +9,11 @@ import typer
 from rich.markup import escape
 
 from gemma3n_gguf.cli.console import byte_progress, console, err_console, human_bytes, phase_progress, print_json
-from gemma3n_gguf.cli.options import CheckpointArg, JsonOpt, QuantizeExactMmTokensOpt, ReferenceModeOpt
+from gemma3n_gguf.cli.options import (
+    CheckpointArg, JsonOpt, PleTypeOpt, PureOpt, QuantizeExactMmTokensOpt, RecipeNameOpt, RecipeOpt, ReferenceModeOpt,
+    TensorTypeOpt, TypeOpt,
+)
 from gemma3n_gguf.cli.package import TargetOpt, print_target_choices
-
-TypeOpt = Annotated[str | None, typer.Option(help="A ggml type: Q8_0, Q6_K, Q4_K, F16, ...")]
 
 
 def quantize_cmd(
@@ -20,13 +21,13 @@ def quantize_cmd(
     scheme: Annotated[str | None, typer.Option("--scheme", "-s", help="Q4_K_M (default), Q8_0, Q6_K, Q5_K_M, Q3_K_M, IQ4_XS, ...")] = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Output .gguf path.")] = None,
     imatrix: Annotated[str | None, typer.Option("--imatrix", help="Importance matrix (llama.cpp GGUF or .dat).")] = None,
-    tensor_type: Annotated[list[str] | None, typer.Option("--tensor-type", help="REGEX=TYPE for matching tensors; repeatable, first match wins.")] = None,
+    tensor_type: TensorTypeOpt = None,
     token_embedding_type: TypeOpt = None,
-    ple_type: Annotated[str | None, typer.Option(help="Type of the PLE table (per_layer_token_embd).")] = None,
+    ple_type: PleTypeOpt = None,
     output_tensor_type: TypeOpt = None,
-    pure: Annotated[bool, typer.Option(help="No per-tensor mixing: every quantizable tensor gets the scheme's type.")] = False,
-    recipe: Annotated[Path | None, typer.Option(help="TOML file of named recipes (docs/recipes.md).")] = None,
-    recipe_name: Annotated[str | None, typer.Option(help="The recipe to use from --recipe.")] = None,
+    pure: PureOpt = False,
+    recipe: RecipeOpt = None,
+    recipe_name: RecipeNameOpt = None,
     allow_requantize: Annotated[bool, typer.Option(help="Accept an already quantized GGUF as input.")] = False,
     intermediate: Annotated[str, typer.Option(help="From a checkpoint: write what convert --outtype f32|f16|bf16 + llama-quantize would (kept tensors stay in that type).")] = "f32",
     force: Annotated[bool, typer.Option(help="As for convert: accept a config llama.cpp would run wrongly.")] = False,

@@ -10,9 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from gemma3n_gguf.cli.console import byte_progress, console, err_console, human_bytes, print_json
-from gemma3n_gguf.cli.options import JsonOpt
-
-TypeOpt = Annotated[str | None, typer.Option(help="A ggml type: Q8_0, Q6_K, Q4_K, F16, ...")]
+from gemma3n_gguf.cli.options import JsonOpt, PleTypeOpt, PureOpt, RecipeNameOpt, RecipeOpt, TensorTypeOpt, TypeOpt
 
 
 def slice_cmd(
@@ -27,13 +25,13 @@ def slice_cmd(
     scheme: Annotated[str | None, typer.Option("--scheme", "-s", help="Quantize in the same pass: Q4_K_M, Q8_0, Q6_K, ... (GGUF output).")] = None,
     outtype: Annotated[str, typer.Option(help="Without --scheme: f32, f16, bf16 or q8_0, as convert writes.")] = "f16",
     imatrix: Annotated[str | None, typer.Option("--imatrix", help="Importance matrix (llama.cpp GGUF or .dat) for --scheme.")] = None,
-    tensor_type: Annotated[list[str] | None, typer.Option("--tensor-type", help="REGEX=TYPE for matching tensors; repeatable, first match wins.")] = None,
+    tensor_type: TensorTypeOpt = None,
     token_embedding_type: TypeOpt = None,
-    ple_type: Annotated[str | None, typer.Option(help="Type of the PLE table (per_layer_token_embd).")] = None,
+    ple_type: PleTypeOpt = None,
     output_tensor_type: TypeOpt = None,
-    pure: Annotated[bool, typer.Option(help="No per-tensor mixing: every quantizable tensor gets the scheme's type.")] = False,
-    recipe: Annotated[Path | None, typer.Option(help="TOML file of named recipes (docs/recipes.md).")] = None,
-    recipe_name: Annotated[str | None, typer.Option(help="The recipe to use from --recipe.")] = None,
+    pure: PureOpt = False,
+    recipe: RecipeOpt = None,
+    recipe_name: RecipeNameOpt = None,
     force: Annotated[bool, typer.Option(help="Slice a checkpoint whose own config llama.cpp would run wrongly.")] = False,
     threads: Annotated[int | None, typer.Option(help="Kernel threads (default: all cores).")] = None,
     dry_run: Annotated[bool, typer.Option(help="Show the slice, its sizes and runtimes; write nothing.")] = False,
