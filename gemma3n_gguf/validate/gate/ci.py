@@ -2,7 +2,7 @@
 
 Usage problems (no baseline file, a malformed one, a run whose protocol differs from the
 baseline's, a baseline that needs images the run was not given) raise
-:class:`~gemma3n_gguf.errors.BaselineError` before any model runs; the CLI maps it to
+:class:`~gemma3n_gguf.core.errors.BaselineError` before any model runs; the CLI maps it to
 exit 2. A GGUF that cannot be validated at all raises the usual typed errors (exit 1).
 """
 
