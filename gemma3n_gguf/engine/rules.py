@@ -19,6 +19,7 @@ from gguf import GGML_QUANT_SIZES
 from gguf import GGMLQuantizationType as GGMLType
 
 from gemma3n_gguf.core.errors import QuantizationError
+from gemma3n_gguf.core.llama_facts import KV_SHARED_FROM
 
 
 class Category(enum.Enum):
@@ -248,11 +249,7 @@ def requires_imatrix(name: str, qtype: GGMLType, scheme_name: str) -> bool:
     return qtype == GGMLType.Q2_K and scheme_name == "Q2_K_S"
 
 
-# llama.cpp hard-codes n_layer_kv_from_start = 20 for gemma3n (as convert/config.py records)
-KV_FROM_START = 20
-
-
 def is_kv_shared_kv(name: str) -> bool:
     """attn_k/attn_v of a KV-shared layer: llama.cpp never computes them, so no imatrix has them."""
     match = re.match(r"blk\.(\d+)\.attn_[kv]\.weight$", name)
-    return bool(match) and int(match.group(1)) >= KV_FROM_START
+    return bool(match) and int(match.group(1)) >= KV_SHARED_FROM

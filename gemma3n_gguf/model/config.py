@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gemma3n_gguf.core.errors import ConfigError
+from gemma3n_gguf.core.llama_facts import KV_SHARED_FROM, SPARSE_LAYERS
 
 # What llama.cpp (the vendored tree of llama-cpp-python 0.3.36) assumes without reading it.
 LLAMA_CPP_PLE_DIM = 256
@@ -12,8 +13,6 @@ LLAMA_CPP_LAUREL_RANK = 64
 LLAMA_CPP_ALTUP_INPUTS = 4
 LLAMA_CPP_ALTUP_ACTIVE = 0
 LLAMA_CPP_SOFTCAP = 30.0
-LLAMA_CPP_KV_FROM_START = 20
-LLAMA_CPP_SPARSE_LAYERS = 10
 LLAMA_CPP_SPARSITY = 0.95
 
 
@@ -225,13 +224,13 @@ def _widths(cfg: TextConfig) -> str:
 
 def _kv_sharing_violations(cfg: TextConfig) -> list[Violation]:
     n, shared = cfg.num_layers, cfg.num_kv_shared_layers
-    if n <= LLAMA_CPP_KV_FROM_START:
+    if n <= KV_SHARED_FROM:
         if shared:
             return [Violation(f"num_kv_shared_layers is {shared} with {n} layers",
                               "llama.cpp shares K/V only from layer 20: these layers would attend to their own K/V")]
         return []
     out = []
-    if n - shared != LLAMA_CPP_KV_FROM_START:
+    if n - shared != KV_SHARED_FROM:
         out.append(Violation(
             f"KV sharing starts at layer {n - shared}, llama.cpp hard-codes layer 20",
             "layers would read the wrong KV cache"))
@@ -243,7 +242,7 @@ def _kv_sharing_violations(cfg: TextConfig) -> list[Violation]:
 
 
 def _sparsity_violations(cfg: TextConfig) -> list[Violation]:
-    expected = [LLAMA_CPP_SPARSITY if i < LLAMA_CPP_SPARSE_LAYERS else 0.0 for i in range(cfg.num_layers)]
+    expected = [LLAMA_CPP_SPARSITY if i < SPARSE_LAYERS else 0.0 for i in range(cfg.num_layers)]
     actual = list(cfg.activation_sparsity) + [0.0] * (cfg.num_layers - len(cfg.activation_sparsity))
     bad = [i for i, (a, e) in enumerate(zip(actual, expected)) if abs(a - e) > 1e-6]
     if not bad:

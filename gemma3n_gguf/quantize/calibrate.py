@@ -31,10 +31,10 @@ from typing import Any
 import numpy as np
 
 from gemma3n_gguf.core.checkpoint import Checkpoint
-from gemma3n_gguf.model.config import LLAMA_CPP_KV_FROM_START
 from gemma3n_gguf.model.names import TEXT_PREFIX, TensorKind, classify, gguf_name
 from gemma3n_gguf.model.text_gguf import load_checked_config
 from gemma3n_gguf.core.errors import CheckpointError, QuantizationError
+from gemma3n_gguf.core.llama_facts import KV_SHARED_FROM
 from gemma3n_gguf.core.memory import measure_peak_rss
 from gemma3n_gguf.reference.mode import AUTO, STREAMED, resolve_reference_mode
 from gemma3n_gguf.reference.runners import import_transformers, load_reference_model
@@ -110,7 +110,7 @@ def compute_imatrix(
     # runs twice per layer, so this is twice the windows, as llama-imatrix writes it)
     chunk_count = max((int(e.counts[0]) // n_ctx for e in entries.values()), default=0)
     imatrix = Imatrix(entries, datasets=[dataset], chunk_count=chunk_count, chunk_size=n_ctx)
-    skipped = [gguf_name(kind, bid) for bid in range(LLAMA_CPP_KV_FROM_START, config.num_layers)
+    skipped = [gguf_name(kind, bid) for bid in range(KV_SHARED_FROM, config.num_layers)
                for kind in (TensorKind.ATTN_K, TensorKind.ATTN_V)]
     return ImatrixResult(imatrix, len(ids), len(windows), skipped, warnings, mode, peak.peak_rss_bytes)
 
@@ -178,7 +178,7 @@ def _attach_layer(bid: int, layer: Any, accumulators: dict[str, _Accumulator]) -
         if mapped is None:
             raise QuantizationError(f"no GGUF name for the text-model layer layers.{bid}.{path}")
         kind, _, _ = mapped
-        if bid >= LLAMA_CPP_KV_FROM_START and kind in (TensorKind.ATTN_K, TensorKind.ATTN_V):
+        if bid >= KV_SHARED_FROM and kind in (TensorKind.ATTN_K, TensorKind.ATTN_V):
             continue  # present in older transformers, never run by llama.cpp
         accumulator = accumulators.setdefault(gguf_name(kind, bid), _Accumulator(module.in_features))
         module.register_forward_pre_hook(accumulator.hook)
