@@ -18,7 +18,6 @@ from gemma3n_gguf.core.errors import CheckpointError, ConfigError
 
 # model_type -> where the text model's tensors live
 _TEXT_PREFIXES = {"gemma3n": "model.language_model.", "gemma3n_text": "model."}
-_MULTIMODAL_PREFIX = "model."  # embed_vision / embed_audio of a gemma3n checkpoint
 _LM_HEAD = "lm_head.weight"
 VOCAB_CHUNK_BYTES = 64 << 20  # float32 bytes of one chunk of the LM head
 
