@@ -8,7 +8,7 @@ logits (n_ctx / 2 rows x vocabulary) and one vocabulary chunk.
 
 :class:`StreamedRunner` is a :class:`~gemma3n_gguf.reference.runners.LogitRunner`: it yields what
 :class:`~gemma3n_gguf.reference.runners.TransformersRunner` yields, to within float32 rounding of
-the differently blocked matrix products (tests/validate/test_streamed_reference.py bounds it).
+the differently blocked matrix products (tests/reference/test_streamed.py bounds it).
 """
 
 from __future__ import annotations
