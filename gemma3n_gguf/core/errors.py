@@ -1,6 +1,6 @@
 """Typed errors raised by the library.
 
-Every error carries a message a user can act on. ``cli.py`` prints it as one red line
+Every error carries a message a user can act on. ``cli/app.py`` prints it as one red line
 and exits 1; library callers catch :class:`Gemma3nGGUFError` or a subclass.
 """
 
