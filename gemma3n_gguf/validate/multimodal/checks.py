@@ -3,10 +3,14 @@
 - Images: transformers' ``get_image_features`` against the embeddings llama.cpp's mtmd
   makes (:func:`image_embedding_parity`), and the logits of a prompt holding an image
   (:func:`image_prompt_parity`).
-- Audio: llama.cpp has no Gemma 3n audio graph (``gemma3na`` is declared, never built), so
-  audio is validated on the reference path: the projector's audio tensors and settings are
-  read back, dequantized and run by transformers' own audio tower and ``embed_audio``, and
-  compared with the checkpoint's on synthesised waveforms (:func:`audio_round_trip`).
+- Audio: with the patched runtime built (``python -m gemma3n_gguf.runtime.build``, whose
+  ``0002-gemma3n-audio.patch`` runs Gemma 3n's audio tower in mtmd), the soft tokens and the
+  logits after an audio prompt are compared with transformers
+  (:mod:`gemma3n_gguf.validate.multimodal.audio_runtime`). Stock llama.cpp has no Gemma 3n
+  audio graph: without the patched runtime, audio is validated on the reference path: the
+  projector's audio tensors and settings are read back, dequantized and run by transformers'
+  own audio tower and ``embed_audio``, and compared with the checkpoint's on synthesised
+  waveforms (:func:`audio_round_trip`).
 
 Images are compared at the model's square image size, where neither side resizes: llama.cpp
 pads other shapes while transformers stretches them, which would measure preprocessing, not
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,14 +29,21 @@ from numpy.typing import NDArray
 
 from gemma3n_gguf.core.checkpoint import Checkpoint
 from gemma3n_gguf.convert.projector.config import VisionConfig, read_projector_config
-from gemma3n_gguf.core.errors import ValidationError
+from gemma3n_gguf.core.errors import RuntimeUnavailableError, ValidationError
+from gemma3n_gguf.validate.multimodal.audio_runtime import (
+    AUDIO_PROMPT,
+    AudioReference,
+    audio_runtime_parity,
+    run_in_runtime,
+)
 from gemma3n_gguf.validate.multimodal.audio_tower import audio_stack_from_checkpoint, audio_stack_from_gguf
 from gemma3n_gguf.validate.multimodal.mtmd import IMAGE_POSITION, MtmdSession
 from gemma3n_gguf.validate.metrics.parity import ParityStats, parity_stats
 from gemma3n_gguf.core.stats import jsonable
 
-AUDIO_NOTE = ("audio validated on the reference path: llama.cpp has no Gemma 3n audio graph, so the "
-              "projector's audio weights were dequantized and run by transformers")
+AUDIO_NOTE = ("audio validated on the reference path, not in llama.cpp: stock llama.cpp has no Gemma 3n audio "
+              "graph, so the projector's audio weights were dequantized and run by transformers")
+NO_RUNTIME_NOTE = " (the patched runtime that runs it is not built: python -m gemma3n_gguf.runtime.build)"
 DEFAULT_PROMPT = "Describe this image: <__media__> What is shown, and in which colours?"
 
 
@@ -245,16 +257,15 @@ class ImageParity:
 
 @dataclass(frozen=True)
 class AudioParity:
-    embedding: EmbeddingParity
+    """One clip: the runtime's soft tokens and prompt logits against transformers, or (no
+    patched runtime) the reference path's embeddings, ``note`` saying which."""
+
+    embedding_cosine: float
+    max_abs_delta: float
     note: str = AUDIO_NOTE
-
-    @property
-    def embedding_cosine(self) -> float:
-        return self.embedding.min_cosine
-
-    @property
-    def max_abs_delta(self) -> float:
-        return self.embedding.max_abs_diff
+    prompt_kld: float | None = None
+    prompt_top1: float | None = None
+    n_tokens: int = 0
 
 
 def to_model_square(image: NDArray[np.uint8], size: int) -> NDArray[np.uint8]:
@@ -279,13 +290,32 @@ def image_parity(text_gguf: str | os.PathLike[str], mmproj_gguf: str | os.PathLi
 
 
 def audio_parity(mmproj_gguf: str | os.PathLike[str], checkpoint_dir: str | os.PathLike[str],
-                 waveform: NDArray[np.floating], sample_rate: int) -> AudioParity:
-    """One mono waveform on the reference path (see AUDIO_NOTE); resampled linearly to the
-    feature extractor's rate if needed (both paths get the same samples)."""
+                 waveform: NDArray[np.floating], sample_rate: int,
+                 text_gguf: str | os.PathLike[str] | None = None) -> AudioParity:
+    """One mono waveform, resampled linearly to 16 kHz if needed (both sides get the same
+    samples): in the patched runtime when it is built and ``text_gguf`` is given, else on the
+    reference path (see AUDIO_NOTE)."""
     target = int(audio_stack_from_gguf(mmproj_gguf).feature_extractor.sampling_rate)
     wave = np.asarray(waveform, np.float32)
     if sample_rate != target:
         positions = np.arange(int(len(wave) * target / sample_rate)) * (sample_rate / target)
         wave = np.interp(positions, np.arange(len(wave)), wave).astype(np.float32)
-    result = audio_round_trip(checkpoint_dir, mmproj_gguf, {"input": wave})
-    return AudioParity(result.per_waveform["input"])
+    lib_dir = patched_runtime_dir()
+    if lib_dir is not None and text_gguf is not None:
+        run = run_in_runtime(lib_dir, text_gguf, mmproj_gguf, [wave], prompt=AUDIO_PROMPT)[0]
+        stats = audio_runtime_parity(AudioReference(checkpoint_dir), run, wave)
+        return AudioParity(stats.min_cosine, stats.max_abs_diff, stats.note, stats.after_audio.mean_kld,
+                           stats.after_audio.top1_agreement, stats.n_tokens)
+    embedding = audio_round_trip(checkpoint_dir, mmproj_gguf, {"input": wave}).per_waveform["input"]
+    note = AUDIO_NOTE + (NO_RUNTIME_NOTE if lib_dir is None else " (no text model given)")
+    return AudioParity(embedding.min_cosine, embedding.max_abs_diff, note, n_tokens=embedding.n_tokens)
+
+
+def patched_runtime_dir() -> Path | None:
+    """The cached patched runtime of every patch, or None when it is not built."""
+    from gemma3n_gguf.runtime.build import build_runtime
+
+    try:
+        return build_runtime(fetch=False)
+    except RuntimeUnavailableError:
+        return None

@@ -9,9 +9,10 @@ it through :func:`media_parity`, the one place that knows its interface
   (height, width, 3) array, returning an object with ``embedding_cosine`` (minimum over the
   image's tokens), ``max_abs_delta`` and optionally ``prompt_kld`` / ``prompt_top1`` (the
   image-prompt comparison);
-- ``audio_parity(mmproj_gguf, reference_dir, waveform, sample_rate)`` with a float32 mono
-  waveform in [-1, 1], returning ``embedding_cosine``, ``max_abs_delta`` and ``note`` (computed
-  on the reference path: llama.cpp has no Gemma 3n audio graph).
+- ``audio_parity(mmproj_gguf, reference_dir, waveform, sample_rate, text_gguf)`` with a float32
+  mono waveform in [-1, 1], returning ``embedding_cosine``, ``max_abs_delta``, optionally
+  ``prompt_kld`` / ``prompt_top1``, and ``note`` (how it was measured: in the patched llama.cpp
+  runtime, or on the reference path when that runtime is not built).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class MediaParity:
     prompt_kld: float | None = None
     prompt_top1: float | None = None
     note: str | None = None
-    """How it was measured, when not obvious (audio: on the reference path)."""
+    """How it was measured, when not obvious (audio: in the patched runtime or on the reference path)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -117,7 +118,7 @@ def media_parity(
         raise ValidationError("--image/--audio need the projector GGUF: pass --mmproj")
     module = _multimodal_module()
     results = [_image_result(module, model_gguf, mmproj_gguf, reference_dir, image) for image in images]
-    results += [_audio_result(module, mmproj_gguf, reference_dir, audio) for audio in audios]
+    results += [_audio_result(module, model_gguf, mmproj_gguf, reference_dir, audio) for audio in audios]
     return results
 
 
@@ -140,9 +141,10 @@ def _image_result(module: Any, model: Path, mmproj: Path, reference: Path, image
     )
 
 
-def _audio_result(module: Any, mmproj: Path, reference: Path, audio: AudioInput) -> MediaParity:
-    result = module.audio_parity(mmproj, reference, audio.waveform, audio.sample_rate)
+def _audio_result(module: Any, model: Path, mmproj: Path, reference: Path, audio: AudioInput) -> MediaParity:
+    result = module.audio_parity(mmproj, reference, audio.waveform, audio.sample_rate, model)
     return MediaParity("audio", str(audio.path), float(result.embedding_cosine), _optional(result, "max_abs_delta"),
+                       _optional(result, "prompt_kld"), _optional(result, "prompt_top1"),
                        note=getattr(result, "note", None))
 
 

@@ -2,8 +2,10 @@
 
 :class:`MtmdSession` loads a text GGUF and its projector GGUF the way ``llama-mtmd-cli``
 does and exposes the two things validation compares with transformers: the embeddings
-mtmd makes of an image, and the logits of every text position of a prompt holding one.
-Images are RGB ``uint8`` arrays of shape (height, width, 3).
+mtmd makes of an image or a waveform, and the logits of every text position of a prompt
+holding one. Images are RGB ``uint8`` arrays of shape (height, width, 3); audio is a mono
+``float32`` waveform at :attr:`MtmdSession.audio_sample_rate` (Gemma 3n audio needs the
+patched runtime, :mod:`gemma3n_gguf.runtime.build`).
 """
 
 from __future__ import annotations
@@ -19,14 +21,15 @@ from numpy.typing import NDArray
 
 from gemma3n_gguf.core.errors import GGUFFileError, RuntimeUnavailableError, ValidationError
 
-IMAGE_POSITION = -1  # token id standing for an image embedding position in PromptEval.tokens
+IMAGE_POSITION = -1  # token id standing for a media (image or audio) embedding position in PromptEval.tokens
+Media = NDArray[np.uint8] | NDArray[np.float32]  # an RGB image or a mono waveform
 
 
 @dataclass(frozen=True)
 class PromptEval:
     """A prompt as llama.cpp evaluated it."""
 
-    tokens: NDArray[np.int64]  # every position; IMAGE_POSITION where an image embedding sits
+    tokens: NDArray[np.int64]  # every position; IMAGE_POSITION where an image or audio embedding sits
     text_positions: NDArray[np.int64]  # positions whose logits were read
     logits: NDArray[np.float32]  # (len(text_positions), n_vocab): row i = logits after that token
 
@@ -50,6 +53,20 @@ def _silence(llama_cpp: Any, mtmd_cpp: Any) -> None:
         _SILENT_LOG = llama_cpp.llama_log_callback(lambda level, text, data: None)
         mtmd_cpp.mtmd_log_set(_SILENT_LOG, None)
         mtmd_cpp.mtmd_helper_log_set(_SILENT_LOG, None)
+
+
+def _audio_features_function(mtmd: Any) -> Any:
+    """``mtmd_audio_features`` of the loaded libmtmd: exported by the patched runtime only."""
+    try:
+        function = mtmd._libmtmd.mtmd_audio_features
+    except AttributeError:
+        raise RuntimeUnavailableError("this libmtmd has no mtmd_audio_features: build the patched runtime "
+                                      "(python -m gemma3n_gguf.runtime.build) and load it with LLAMA_CPP_LIB_PATH "
+                                      "and MTMD_CPP_LIB") from None
+    function.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_float), ctypes.c_size_t,
+                         ctypes.POINTER(ctypes.c_float), ctypes.c_size_t, ctypes.POINTER(ctypes.c_int32)]
+    function.restype = ctypes.c_int32
+    return function
 
 
 class MtmdSession:
@@ -101,15 +118,29 @@ class MtmdSession:
     def supports_audio(self) -> bool:
         return bool(self._mtmd.mtmd_support_audio(self._ctx))
 
+    @property
+    def audio_sample_rate(self) -> int:
+        return int(self._mtmd.mtmd_get_audio_sample_rate(self._ctx))
+
     # -- inputs -----------------------------------------------------------------------
-    def _tokenize(self, prompt: str, image: NDArray[np.uint8]) -> Any:
-        """mtmd chunks of ``prompt``, whose media marker is replaced by ``image``."""
+    def _bitmap(self, media: Media) -> Any:
         mtmd = self._mtmd
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise ValidationError(f"images are uint8 (height, width, 3) arrays, got {image.dtype} {image.shape}")
-        height, width = image.shape[:2]
-        pixels = np.ascontiguousarray(image)
-        bitmap = mtmd.mtmd_bitmap_init(width, height, pixels.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)))
+        if media.dtype == np.float32 and media.ndim == 1:
+            if not self.supports_audio:
+                raise ValidationError("this projector has no audio encoder mtmd can run")
+            samples = np.ascontiguousarray(media)
+            return mtmd.mtmd_bitmap_init_from_audio(len(samples), samples.ctypes.data_as(ctypes.POINTER(ctypes.c_float)))
+        if media.dtype != np.uint8 or media.ndim != 3 or media.shape[2] != 3:
+            raise ValidationError("media are uint8 (height, width, 3) images or float32 mono waveforms, "
+                                  f"got {media.dtype} {media.shape}")
+        height, width = media.shape[:2]
+        pixels = np.ascontiguousarray(media)
+        return mtmd.mtmd_bitmap_init(width, height, pixels.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)))
+
+    def _tokenize(self, prompt: str, media: Media) -> Any:
+        """mtmd chunks of ``prompt``, whose media marker is replaced by ``media``."""
+        mtmd = self._mtmd
+        bitmap = self._bitmap(media)
         chunks = mtmd.mtmd_input_chunks_init()
         data = prompt.encode("utf-8")
         text = mtmd.mtmd_input_text(text=data, text_len=len(data), add_special=True, parse_special=True)
@@ -134,28 +165,51 @@ class MtmdSession:
     def _is_text(self, chunk: Any) -> bool:
         return self._mtmd.mtmd_input_chunk_get_type(chunk) == self._mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT
 
-    # -- image embeddings -------------------------------------------------------------
+    # -- media embeddings -------------------------------------------------------------
     def image_embeddings(self, image: NDArray[np.uint8]) -> NDArray[np.float32]:
         """(n_tokens, n_embd) embeddings mtmd feeds the text model for ``image``."""
+        return self._media_embeddings(image)
+
+    def audio_embeddings(self, waveform: NDArray[np.floating]) -> NDArray[np.float32]:
+        """(n_tokens, n_embd) embeddings mtmd feeds the text model for a mono ``waveform``
+        (only its first chunk, which for Gemma 3n is the first 30 s)."""
+        return self._media_embeddings(np.asarray(waveform, np.float32))
+
+    def audio_features(self, waveform: NDArray[np.floating]) -> NDArray[np.float32]:
+        """(frames, mel bins) input features of the audio encoder for ``waveform``, from the
+        patched runtime's ``mtmd_audio_features`` (its first chunk, as the encoder gets it)."""
+        function = _audio_features_function(self._mtmd)
+        samples = np.ascontiguousarray(waveform, np.float32)
+        n_mel = ctypes.c_int32()
+        as_float = samples.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+        n_frames = function(self._ctx, as_float, len(samples), None, 0, ctypes.byref(n_mel))
+        if n_frames < 0:
+            raise ValidationError(f"mtmd could not preprocess {len(samples)} audio samples")
+        out = np.zeros(n_mel.value * n_frames, np.float32)
+        function(self._ctx, as_float, len(samples), out.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), out.size,
+                 ctypes.byref(n_mel))
+        return out.reshape(n_mel.value, n_frames).T.copy()
+
+    def _media_embeddings(self, media: Media) -> NDArray[np.float32]:
         mtmd = self._mtmd
-        chunks = self._tokenize(mtmd.mtmd_default_marker().decode(), image)
+        chunks = self._tokenize(mtmd.mtmd_default_marker().decode(), media)
         try:
             chunk = next(c for c in self._chunk_list(chunks) if not self._is_text(c))
             n_tokens = int(mtmd.mtmd_input_chunk_get_n_tokens(chunk))
             if mtmd.mtmd_encode_chunk(self._ctx, chunk) != 0:
-                raise ValidationError("mtmd failed to encode the image")
+                raise ValidationError("mtmd failed to encode the media")
             out = np.ctypeslib.as_array(mtmd.mtmd_get_output_embd(self._ctx), shape=(n_tokens * self.n_embd,))
             return out.reshape(n_tokens, self.n_embd).copy()  # the buffer is reused by the next encode
         finally:
             mtmd.mtmd_input_chunks_free(chunks)
 
     # -- prompts ----------------------------------------------------------------------
-    def prompt_logits(self, prompt: str, image: NDArray[np.uint8]) -> PromptEval:
-        """Evaluate ``prompt`` (one media marker, replaced by ``image``) from an empty cache;
-        logits are read at every text position."""
+    def prompt_logits(self, prompt: str, media: Media) -> PromptEval:
+        """Evaluate ``prompt`` (one media marker, replaced by ``media``: an image or a
+        waveform) from an empty cache; logits are read at every text position."""
         llama_cpp = self._llama_cpp
         llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self._llm.ctx), True)
-        chunks = self._tokenize(prompt, image)
+        chunks = self._tokenize(prompt, media)
         tokens: list[int] = []
         text_positions: list[int] = []
         rows: list[NDArray[np.float32]] = []
@@ -200,7 +254,7 @@ class MtmdSession:
         status = self._mtmd.mtmd_helper_eval_chunk_single(self._ctx, self._llm.ctx, chunk, n_past, 0,
                                                           self._n_batch, False, ctypes.byref(new_n_past))
         if status != 0:
-            raise ValidationError(f"mtmd failed to encode or decode the image (status {status})")
+            raise ValidationError(f"mtmd failed to encode or decode the media (status {status})")
         return int(new_n_past.value) - n_past
 
     def close(self) -> None:
