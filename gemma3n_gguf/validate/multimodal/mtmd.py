@@ -127,7 +127,9 @@ class MtmdSession:
         mtmd = self._mtmd
         if media.dtype == np.float32 and media.ndim == 1:
             if not self.supports_audio:
-                raise ValidationError("this projector has no audio encoder mtmd can run")
+                raise RuntimeUnavailableError("this mtmd runs no audio encoder of this projector (stock llama.cpp has "
+                                              "none for Gemma 3n: load the patched runtime, python -m "
+                                              "gemma3n_gguf.runtime.build)")
             samples = np.ascontiguousarray(media)
             return mtmd.mtmd_bitmap_init_from_audio(len(samples), samples.ctypes.data_as(ctypes.POINTER(ctypes.c_float)))
         if media.dtype != np.uint8 or media.ndim != 3 or media.shape[2] != 3:
