@@ -113,7 +113,8 @@ def _print_mmproj_result(result) -> None:
     console.print(f"[green]wrote[/green] {result.path} ({result.n_tensors} tensors, {human_bytes(result.nbytes)}, "
                   f"{' + '.join(result.modalities)}; MobileNet-V5 blocks per stage {result.plan.blocks_per_stage})")
     if result.plan.has_audio:
-        console.print("  audio is stored for other runtimes: llama.cpp has no Gemma 3n audio graph")
+        console.print("  audio: stock llama.cpp skips it; the patched runtime (python -m gemma3n_gguf.runtime.build) "
+                      "runs it (docs/audio.md)")
 
 
 def inspect(path: GGUFArg, json_out: JsonOpt = False) -> None:

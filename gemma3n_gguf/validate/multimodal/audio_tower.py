@@ -1,9 +1,10 @@
 """transformers' Gemma 3n audio path (feature extractor, USM conformer tower, audio embedder),
 built either from a checkpoint or from the weights and settings stored in a projector GGUF.
 
-llama.cpp has no Gemma 3n audio graph (``gemma3na`` is declared in ``clip-impl.h`` and
-nowhere else), so a projector's audio half can only be checked on this reference path:
-the GGUF's tensors are dequantized and run by transformers' own modules.
+Stock llama.cpp has no Gemma 3n audio graph (``gemma3na`` is declared in ``clip-impl.h`` and
+nowhere else); without the patched runtime (:mod:`gemma3n_gguf.validate.multimodal.audio_runtime`)
+a projector's audio half is checked on this reference path: the GGUF's tensors are dequantized
+and run by transformers' own modules.
 """
 
 from __future__ import annotations
