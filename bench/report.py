@@ -27,6 +27,9 @@ README = ROOT / "README.md"
 COMMANDS = {
     "convert_e2b": "python bench/convert_e2b.py --repeat 3 --compare",
     "quantize_e2b": "python bench/quantize_e2b.py --repeat 3",
+    "validate_e2b": "python bench/validate_e2b.py --repeat 3",
+    "package_e2b": "python bench/package_e2b.py --repeat 1",
+    "slice_e4b": "python bench/slice_e4b.py --repeat 1",
 }
 # The memory columns every table has: (header, run field).
 MEMORY = (("peak RSS", "peak_rss_bytes"), ("anonymous", "peak_rss_anon_bytes"), ("file-backed", "peak_rss_file_bytes"))
@@ -146,7 +149,92 @@ def _two_steps(convert: dict, quantize: dict) -> dict:
     return merged
 
 
-RENDERERS: dict[str, Callable[[dict], list[str]]] = {"convert_e2b": render_convert, "quantize_e2b": render_quantize}
+VALIDATE_ROLES = ("quantize", "peer_f16_convert", "validate", "peer_f16_base", "sweep", "imatrix")
+
+
+def render_validate(results: dict) -> list[str]:
+    """Per preset: every run, the reference pass beside llama.cpp's F16 base pass, and the memory bound."""
+    checks, lines = results["checks"], []
+    for preset in (key for key, value in checks.items() if isinstance(value, dict)):
+        runs = [r for r in results["runs"] if r.get("preset") == preset]
+        per_role = {role: [r for r in runs if r["role"] == role] for role in VALIDATE_ROLES}
+        by = checks[preset].get("command", results["command"])
+        source = "" if by == results["command"] else f" (measured by `{by}`, repeats: {checks[preset]['repeat']})"
+        lines += [f"`{preset}`, {checks['scheme']}, `--ctx {checks['ctx']} --chunks {checks['chunks']}`{source}:", ""]
+        lines += table([row(label_of(measured), measured) for measured in per_role.values() if measured])
+        lines += ["", _reference_beside_llama(per_role), "", _bound_line(per_role, checks[preset], checks["bound_bytes"]),
+                  ""]
+    return lines[:-1]
+
+
+def _reference_beside_llama(per_role: dict[str, list[dict]]) -> str:
+    passes = [r["report"]["reference"] for r in per_role["validate"] if "report" in r]
+    bases = [r["report"] for r in per_role["peer_f16_base"] if "report" in r]
+    if not passes or not bases:
+        return "The reference pass and llama.cpp's F16 pass were not both measured."
+    reference = statistics.median(p["seconds"] for p in passes)
+    load, logits = (statistics.median(b[key] for b in bases) for key in ("load_s", "pass_s"))
+    return (f"Reference pass ({passes[0]['mode']}, fp32 transformers, {bases[0]['windows']} windows): "
+            f"{seconds(reference)}, peak RSS {gib(max(p['peak_rss_bytes'] for p in passes))}; llama.cpp's F16 "
+            f"base-logits pass on the same windows: {seconds(load + logits)} ({seconds(load)} load, "
+            f"{seconds(logits)} logits); the reference takes {reference / (load + logits):.2f}x its time (medians).")
+
+
+def _bound_line(per_role: dict[str, list[dict]], checks: dict, bound: int) -> str:
+    """Each bounded role's highest peak RSS against the bound, and the sweep's count of reference passes."""
+    verdicts = []
+    for role in ("validate", "sweep", "imatrix"):
+        if failed := [r for r in per_role[role] if r["exit"] != 0]:
+            verdicts.append(f"{role} did not finish (exit {failed[0]['exit']})")
+        elif measured := per_role[role]:
+            within = "within" if checks["within_bound"].get(role) else "NOT within"
+            verdicts.append(f"{role} {gib(max(r['peak_rss_bytes'] for r in measured))} ({within})")
+    line = f"Peak RSS against the {gib(bound)} bound: " + ", ".join(verdicts or ["nothing measured"])
+    if checks["sweep_reference_runs"]:
+        line += f"; the sweep ran {checks['sweep_reference_runs'][0]} reference pass for its schemes"
+    return line + "."
+
+
+def render_package(results: dict) -> list[str]:
+    """Every stage of packaging (each its own process), then ``package`` end to end and its re-run."""
+    roles = list(dict.fromkeys(r["role"] for r in results["runs"]))
+    lines = table([row(label_of(by_role(results, role)), by_role(results, role)) for role in roles])
+    checks = results["checks"]
+    rewrote = checks["rerun_rewrote"]
+    lines += ["", f"The package holds {len(checks['files'])} files"
+              f"{' (with the projector)' if checks['projector'] else ''}; the re-run on the finished directory "
+              + ("rewrote none of them." if not rewrote else f"rewrote {', '.join(rewrote)}.")]
+    return lines
+
+
+def render_slice(results: dict) -> list[str]:
+    """One row per configuration and output type: the measured run and what its GGUF says against the table."""
+    headers = ["configuration", "type", "ok", "wall time", *(h for h, _ in MEMORY), "output", "layers",
+               "effective params", "Google's", "difference", "checks"]
+    lines = ["| " + " | ".join(headers) + " |", "|---|---|" + "---:|" * (len(headers) - 3) + "---|"]
+    for role in dict.fromkeys(r["role"] for r in results["runs"]):
+        runs, check = by_role(results, role), results["checks"].get(role)
+        cells = row(runs[0]["config"], runs).strip("| ").split(" | ")
+        cells.insert(1, runs[0]["type"])
+        if check is None:
+            cells += ["-", "-", "-", "-", "failed"]
+        else:
+            cells += [str(check["layers"]), f"{check['effective_parameters'] / 1e9:.3f} B",
+                      f"{check['google_effective_b']:.2f} B" if "google_effective_b" in check else "-",
+                      f"{check['effective_rel_error']:+.2%}" if "effective_rel_error" in check else "-",
+                      "ok" if check["ok"] else "NOT ok: " + ", ".join(k[:-3] for k, v in check.items()
+                                                                     if k.endswith("_ok") and not v)]
+        lines.append("| " + " | ".join(cells) + " |")
+    failed = [key for key, check in results["checks"].items() if not check["ok"]]
+    lines += ["", f"{len(results['checks'])} outputs checked (layer count and per-layer widths against the table, "
+              f"effective parameters within 1% of Google's figures, peak RSS at most 2 GiB): "
+              + (f"{len(failed)} failed ({', '.join(failed)})." if failed else "all pass.")]
+    return lines
+
+
+RENDERERS: dict[str, Callable[[dict], list[str]]] = {"convert_e2b": render_convert, "quantize_e2b": render_quantize,
+                                                     "validate_e2b": render_validate, "package_e2b": render_package,
+                                                     "slice_e4b": render_slice}
 
 
 def render(bench: str, results_dir: Path = RESULTS_DIR) -> str:

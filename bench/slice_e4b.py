@@ -46,8 +46,9 @@ def main() -> None:
     for repeat in range(args.repeat):
         for config, typing, label in jobs:
             out = out_dir / f"{config.slug}-{label}.gguf"
-            cmd = ["gemma3n-gguf", "slice", str(ckpt), "-c", config.slug, *typing, "-o", str(out)]
-            m = run_measured(f"slice {config.slug} {label}", cmd, log_path=str(out_dir / f"{config.slug}-{label}.log"))
+            cmd = [sys.executable, "-m", "gemma3n_gguf", "slice", str(ckpt), "-c", config.slug, *typing, "-o", str(out)]
+            m = run_measured(f"slice {config.slug} {label}", cmd, log_path=str(out_dir / f"{config.slug}-{label}.log"),
+                             output=out)
             runs.append(m.record(f"{config.slug}:{label}", repeat, config=config.slug, type=label))
             if repeat == 0 and m.returncode == 0:
                 checks[f"{config.slug}:{label}"] = check_output(out, config, full_width, m.peak_rss_bytes)

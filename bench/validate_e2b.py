@@ -4,6 +4,7 @@ beside it, llama.cpp's base-logits pass (what ``llama-perplexity --kl-divergence
 the same windows with an F16 GGUF of the same checkpoint. Results in bench/results/validate_e2b.json.
 
     python bench/validate_e2b.py [--repeat 3] [--preset e2b-shape] [--also e4b-shape] [--ctx 512] [--chunks 4]
+    python bench/validate_e2b.py --also e4b-shape --append   # add e4b-shape to e2b-shape's results file
 
 Per preset and repeat, each a measured child process:
 
@@ -14,25 +15,28 @@ Per preset and repeat, each a measured child process:
 3. ``gemma3n-gguf convert CKPT --outtype f16`` (once, repeat 0; role ``peer_f16_convert``), then
    llama.cpp's F16 pass over the same windows through llama-cpp-python (role ``peer_f16_base``:
    model load and logits of every window, timed apart);
-4. once (repeat 0): ``gemma3n-gguf sweep CKPT --schemes Q4_K_M,Q5_K_M,Q8_0 --reference-mode streamed``
-   (role ``sweep``: one reference pass for three schemes) and ``gemma3n-gguf imatrix CKPT
-   --reference-mode streamed`` on the same text and windows (role ``imatrix``).
+4. once (repeat 0), on ``--preset`` only (the acceptance asks them of e2b-shape):
+   ``gemma3n-gguf sweep CKPT --schemes Q4_K_M,Q5_K_M,Q8_0 --reference-mode streamed`` (role ``sweep``:
+   one reference pass for three schemes) and ``gemma3n-gguf imatrix CKPT --reference-mode streamed``
+   on the same text and windows (role ``imatrix``).
 
 ``checks`` holds, per preset, the reference pass time against llama.cpp's F16 pass, whether every
-validate, sweep and imatrix run stayed within the bound, and the sweep's count of reference passes. The e2b-shape checkpoint needs ~11 GB of disk, e4b-shape ~15 GB,
-their F16 GGUFs as much again.
+validate, sweep and imatrix run stayed within the bound, the sweep's count of reference passes, and
+the command that measured it. The e2b-shape checkpoint needs ~11 GB of disk, e4b-shape ~15 GB, their
+F16 GGUFs (deleted after the F16 passes) as much again.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from harness import bench_parser, ensure_checkpoint, warm_page_cache, write_results  # noqa: E402
+from harness import bench_parser, ensure_checkpoint, results_path, warm_page_cache, write_results  # noqa: E402
 from measure import run_measured  # noqa: E402
 
 BENCH = "validate_e2b"
@@ -54,6 +58,8 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=4)
     parser.add_argument("--bound-gib", type=float, default=3.0, help="peak RSS bound of validate, sweep and imatrix")
     parser.add_argument("--sweep-schemes", default="Q4_K_M,Q5_K_M,Q8_0", help="schemes of the sweep run ('' skips it)")
+    parser.add_argument("--append", action="store_true",
+                        help="keep --preset's runs from its results file and measure only the --also presets")
     parser.add_argument("--f16-base-pass", nargs=2, type=Path, metavar=("GGUF", "CKPT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.f16_base_pass:
@@ -62,12 +68,29 @@ def main() -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
     presets = [args.preset, *(p for p in args.also.split(",") if p and p != args.preset)]
     runs, checks = [], {"scheme": SCHEME, "ctx": args.ctx, "chunks": args.chunks, "bound_bytes": int(args.bound_gib * GIB)}
+    if args.append:
+        runs, checks = kept_results(args, presets[1:], checks)
+        presets = presets[1:]
     for preset in presets:
         preset_runs = measure_preset(args, preset)
         runs += preset_runs
-        checks[preset] = preset_checks(preset_runs, int(args.bound_gib * GIB))
+        checks[preset] = {**preset_checks(preset_runs, int(args.bound_gib * GIB)), "command": shlex.join(["python", *sys.argv]),
+                          "repeat": args.repeat}
     path = write_results(BENCH, args, runs, checks)
     print(json.dumps(checks, indent=1), f"\nwrote {path}", sep="\n")
+
+
+def kept_results(args: argparse.Namespace, measured: list[str], checks: dict) -> tuple[list[dict], dict]:
+    """The runs and per-preset checks of an earlier results file, minus the presets measured now; each kept
+    preset's checks name the command that measured it."""
+    path = results_path(args.results_dir, BENCH, args.preset, args.default_preset)
+    earlier = json.loads(path.read_text())
+    settings = ("scheme", "ctx", "chunks", "bound_bytes")
+    if any(earlier["checks"][key] != checks[key] for key in settings):
+        sys.exit(f"--append: {path} was measured with other {', '.join(settings)}")
+    kept = {key: {"command": earlier["command"], "repeat": earlier["repeat"], **value}
+            for key, value in earlier["checks"].items() if isinstance(value, dict) and key not in measured}
+    return [run for run in earlier["runs"] if run["preset"] in kept], {**checks, **kept}
 
 
 def measure_preset(args: argparse.Namespace, preset: str) -> list[dict]:
@@ -102,6 +125,10 @@ def measure_preset(args: argparse.Namespace, preset: str) -> list[dict]:
                                         "--reference-mode", "streamed", "--json"], repeat)
         measured("peer_f16_base", PEER_BASE, [sys.executable, __file__, "--f16-base-pass", str(f16), str(ckpt),
                                               *window_options], repeat)
+    f16.unlink()  # ~9 GB (e2b-shape) to 15 GB (e4b-shape) of disk
+    if preset != args.preset:  # sweep and imatrix: on the main preset only
+        quantized.unlink()
+        return runs
     if args.sweep_schemes:
         measured("sweep", SWEEP, [*cli, "sweep", str(ckpt), "--schemes", args.sweep_schemes, "-o", str(work / "sweep"),
                                   *window_options, "--cache-dir", str(work / f"sweep-cache-{preset}"),
@@ -142,7 +169,8 @@ def preset_checks(runs: list[dict], bound: int) -> dict:
     return {
         "validate_exit_ok": all(run["exit"] == 0 for run in validates),
         "validate_peak_rss_bytes": max((run["peak_rss_bytes"] for run in validates), default=None),
-        "within_bound": {run["role"]: run["exit"] == 0 and run["peak_rss_bytes"] <= bound for run in bounded},
+        "within_bound": {role: all(run["exit"] == 0 and run["peak_rss_bytes"] <= bound for run in bounded
+                                   if run["role"] == role) for role in sorted({run["role"] for run in bounded})},
         "sweep_reference_runs": [run["report"]["reference_runs"] for run in sweeps if "report" in run],
         "reference_modes": sorted({run["report"]["reference"]["mode"] for run in validates if "report" in run}),
         "reference_pass_s": min(reference_s, default=None),

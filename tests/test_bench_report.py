@@ -92,3 +92,80 @@ def test_report_command_rewrites_a_stale_readme_and_check_catches_it(tmp_path):
     assert text.startswith("# title\n\n<!-- bench:convert_e2b -->\nRecorded 2030-01-01") and text.endswith("\n\nafter\n")
     assert "| 29.1 s |" in text and "old table" not in text
     assert command("--check").returncode == 0
+
+
+def _validate_runs(preset, reference_s, base, peaks):
+    """Runs of one validate_e2b preset: reference pass seconds per repeat, (load, pass) of llama.cpp, peak GiB per role."""
+    runs = [_run("quantize", 0, 150.0, 0.2, 0.0, 3 * GIB, preset=preset)]
+    for repeat, (seconds, (load, logits)) in enumerate(zip(reference_s, base)):
+        reference = {"mode": "streamed", "seconds": seconds, "peak_rss_bytes": int(peaks["validate"] * GIB)}
+        runs += [_run("validate", repeat, seconds + 30, peaks["validate"], 0.0, preset=preset, report={"reference": reference}),
+                 _run("peer_f16_base", repeat, load + logits + 5, 1.0, 8.0, preset=preset,
+                      report={"windows": 4, "rows": 1024, "load_s": load, "pass_s": logits})]
+    runs += [_run(role, 0, 600.0, peaks[role], 0.0, preset=preset) for role in ("sweep", "imatrix") if role in peaks]
+    return runs
+
+
+def test_validate_section_puts_the_reference_pass_beside_llama_and_holds_the_bound():
+    runs = _validate_runs("e2b-shape", [300.0, 200.0, 250.0], [(10.0, 40.0), (20.0, 60.0), (15.0, 35.0)],
+                          {"validate": 2.5, "sweep": 2.75, "imatrix": 3.5})
+    checks = {"scheme": "Q4_K_M", "ctx": 512, "chunks": 4, "bound_bytes": 3 * GIB,
+              "e2b-shape": {"within_bound": {"validate": True, "sweep": True, "imatrix": False}, "sweep_reference_runs": [1]}}
+    text = report.render_results(_results("validate_e2b", runs, checks))
+    assert "`e2b-shape`, Q4_K_M, `--ctx 512 --chunks 4`:" in text
+    assert "| `tool validate` | 3/3 | 280.0 s (230.0 s-330.0 s) | 2.50 GiB |" in text
+    # medians: reference 250 s; llama.cpp 15 s load + 40 s logits = 55 s
+    assert "Reference pass (streamed, fp32 transformers, 4 windows): 250.0 s, peak RSS 2.50 GiB" in text
+    assert "55.0 s (15.0 s load, 40.0 s logits); the reference takes 4.55x its time (medians)." in text
+    assert ("Peak RSS against the 3.00 GiB bound: validate 2.50 GiB (within), sweep 2.75 GiB (within), "
+            "imatrix 3.50 GiB (NOT within); the sweep ran 1 reference pass for its schemes.") in text
+
+
+def test_validate_section_names_the_command_of_an_appended_preset():
+    runs = _validate_runs("e2b-shape", [250.0], [(15.0, 40.0)], {"validate": 2.5}) + \
+        _validate_runs("e4b-shape", [400.0], [(20.0, 60.0)], {"validate": 2.9})
+    appended = {"within_bound": {"validate": True}, "sweep_reference_runs": [], "command": "python bench/x.py", "repeat": 1}
+    checks = {"scheme": "Q4_K_M", "ctx": 512, "chunks": 4, "bound_bytes": 3 * GIB, "e4b-shape": appended,
+              "e2b-shape": {"within_bound": {"validate": True}, "sweep_reference_runs": [],
+                            "command": "python bench/validate_e2b.py --repeat 3", "repeat": 3}}
+    text = report.render_results(_results("validate_e2b", runs, checks))
+    assert "`e4b-shape`, Q4_K_M, `--ctx 512 --chunks 4` (measured by `python bench/x.py`, repeats: 1):" in text
+    assert "`e2b-shape`, Q4_K_M, `--ctx 512 --chunks 4`:" in text
+    assert "the reference takes 5.00x its time" in text and "validate 2.90 GiB (within)." in text
+
+
+def test_validate_section_says_which_bounded_run_did_not_finish():
+    runs = _validate_runs("e2b-shape", [250.0], [(15.0, 40.0)], {"validate": 2.5, "imatrix": 2.0})
+    runs.append(_run("sweep", 0, 20.0, 1.0, 0.0, preset="e2b-shape", exit=-15))
+    checks = {"scheme": "Q4_K_M", "ctx": 512, "chunks": 4, "bound_bytes": 3 * GIB,
+              "e2b-shape": {"within_bound": {"validate": True, "sweep": False, "imatrix": True}, "sweep_reference_runs": []}}
+    text = report.render_results(_results("validate_e2b", runs, checks))
+    assert "validate 2.50 GiB (within), sweep did not finish (exit -15), imatrix 2.00 GiB (within)." in text
+    assert "| `tool sweep` | 0/1 | - |" in text
+
+
+def test_package_section_lists_every_stage_and_the_rerun():
+    roles = ["quantize_Q4_K_M", "projector", "package", "package_rerun"]
+    runs = [_run(role, 0, 10.0 * (i + 1), 0.25, 0.0, GIB) for i, role in enumerate(roles)]
+    checks = {"projector": True, "files": ["README.md", "SHA256SUMS", "a.gguf"], "rerun_rewrote": []}
+    text = report.render_results(_results("package_e2b", runs, checks))
+    assert [line.split(" | ")[0] for line in text.splitlines() if line.startswith("| `tool")] == \
+        [f"| `tool {role}`" for role in roles]
+    assert "The package holds 3 files (with the projector); the re-run on the finished directory rewrote none" in text
+    checks["rerun_rewrote"] = ["a.gguf"]
+    assert "rewrote a.gguf." in report.render_results(_results("package_e2b", runs, checks))
+
+
+def test_slice_section_checks_every_configuration_against_the_table():
+    runs = [_run("e2b:bf16", 0, 60.0, 0.5, 0.25, 5 * GIB, config="e2b", type="bf16"),
+            _run("main:bf16", 0, 90.0, 0.5, 0.25, 8 * GIB, config="main", type="bf16")]
+    checks = {"e2b:bf16": {"layers": 30, "layers_ok": True, "widths_ok": True, "effective_parameters": 1_920_000_000,
+                           "peak_rss_ok": True, "google_effective_b": 1.91, "effective_rel_error": 0.00524,
+                           "effective_ok": True, "ok": True},
+              "main:bf16": {"layers": 35, "layers_ok": True, "widths_ok": False, "effective_parameters": 3_980_000_000,
+                            "peak_rss_ok": True, "google_effective_b": 3.98, "effective_rel_error": 0.0,
+                            "effective_ok": True, "ok": False}}
+    text = report.render_results(_results("slice_e4b", runs, checks))
+    assert "| e2b | bf16 | 1/1 | 60.0 s | 768.0 MiB | 512.0 MiB | 256.0 MiB | 5.00 GiB | 30 | 1.920 B | 1.91 B | +0.52% | ok |" in text
+    assert "| main | bf16 | 1/1 | 90.0 s |" in text and "| NOT ok: widths |" in text
+    assert "2 outputs checked" in text and "1 failed (main:bf16)." in text
