@@ -71,5 +71,24 @@ def test_bench_script_records_every_field(bench, bench_dirs):
     assert "| `gemma3n-gguf " in report.render_results(results)
 
 
+def test_audio_encode_bench_records_both_sides(tmp_path):
+    """bench/audio_encode.py on tiny-mm (4 s of audio): the patched runtime and transformers, one
+    run each, and their soft tokens compared (the runtime comes from .ci/run's install step)."""
+    results_dir = tmp_path / "results"
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "audio_encode.py"), "--repeat", "1", "--preset",
+                           "tiny-mm", "--seconds", "4", "--workdir", str(tmp_path / "work"), "--results-dir",
+                           str(results_dir)], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = json.loads((results_dir / "audio_encode.tiny-mm.json").read_text())
+    assert set(RESULT_FIELDS) <= results.keys() and results["preset"] == "tiny-mm"
+    assert [run["role"] for run in results["runs"]] == ["runtime", "transformers"]
+    for run in results["runs"]:
+        assert set(RUN_FIELDS) <= run.keys() and run["exit"] == 0 and 0 < run["encode_s"] < run["wall_s"]
+    checks = results["checks"]
+    assert (checks["runtime_tokens"], checks["transformers_tokens"]) == (188, 25)
+    assert checks["min_cosine"] >= 0.999
+    assert "| `llama.cpp mtmd (patched" in report.render_results(results)
+
+
 def _logs(workdir: Path) -> str:
     return "\n".join(f"== {log.name}\n{log.read_text()[-2000:]}" for log in sorted(workdir.glob("*.log")))
