@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from gemma3n_gguf.convert.projector.convert import convert_text_and_mmproj
 from gemma3n_gguf.core.errors import Gemma3nGGUFError
@@ -179,7 +179,8 @@ def _package(checkpoint, out, image, console, rows) -> Path | None:
 
 
 def _table(rows: list[DemoRow]) -> Table:
-    table = Table("step", "measured", "bound", "verdict", title=f"gemma3n-gguf on {PRESET}", title_justify="left")
+    table = Table(Column("step", no_wrap=True), "measured", "bound", Column("verdict", no_wrap=True),
+                  title=f"gemma3n-gguf on {PRESET}", title_justify="left")
     for r in rows:
         verdict = "[green]pass[/green]" if r.failure is None else f"[red]{r.failure}[/red]"
         table.add_row(r.step, r.measured, r.bound, verdict)

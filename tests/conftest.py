@@ -6,13 +6,29 @@ and nothing is mocked.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two workers share the two cores: torch keeps to one thread each, and an idle OpenMP thread
+    # sleeps instead of spinning on a core the other worker needs. Set before torch is imported.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from gemma3n_gguf.fixtures import make_checkpoint
 
 pytest_plugins = ["mm_fixtures"]  # the multimodal (tiny-mm) fixtures
+
+
+def pytest_collection_modifyitems(config, items):
+    """With pytest-xdist (``--dist loadgroup``), every test directory, and every test file at the top,
+    runs on one worker, so the session fixtures of a directory's conftest are built once."""
+    root = Path(__file__).parent
+    for item in items:
+        parts = Path(item.path).relative_to(root).parts
+        item.add_marker(pytest.mark.xdist_group(parts[0] if len(parts) > 1 else Path(parts[0]).stem))
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ import pytest
 from cli_helpers import run_cli
 
 from gemma3n_gguf import demo
+from gemma3n_gguf.cli import console as cli_console
 
 pytestmark = pytest.mark.slow
 
@@ -15,7 +16,9 @@ STEPS = ("convert text + projector", "quantize (one pass)", "text F16", "image e
 
 
 def test_demo_passes_then_fails_when_a_bound_is_tightened(capsys, tmp_path, monkeypatch):
-    monkeypatch.setenv("COLUMNS", "200")  # one table line per row
+    # One table line per row. Rich reads COLUMNS when the console is made, and pytest-xdist workers
+    # start with COLUMNS=80, so the width is set on the CLI's console itself.
+    monkeypatch.setattr(cli_console.console, "_width", 200)
     run = run_cli(capsys, "demo", "-o", tmp_path)
     assert run.code == 0, run.out + run.err
     assert "all within bounds" in run.out
