@@ -31,6 +31,9 @@ COMMANDS = {
     "audio_encode": "python bench/audio_encode.py --repeat 3",
     "package_e2b": "python bench/package_e2b.py --repeat 1",
     "slice_e4b": "python bench/slice_e4b.py --repeat 1",
+    "parity_tiny": "python bench/parity_tiny.py --repeat 1",
+    "sweep_tiny": "python bench/sweep_tiny.py --repeat 1",
+    "exact_mm_tiny": "python bench/exact_mm_tiny.py --repeat 1",
 }
 # The memory columns every table has: (header, run field).
 MEMORY = (("peak RSS", "peak_rss_bytes"), ("anonymous", "peak_rss_anon_bytes"), ("file-backed", "peak_rss_file_bytes"))
@@ -246,9 +249,87 @@ def render_audio(results: dict) -> list[str]:
                         f"per-token cosine between them: min {checks['min_cosine']:.6f}, mean {checks['mean_cosine']:.6f}."]
 
 
+def render_parity(results: dict) -> list[str]:
+    """Per output type: the logit parity of the converted file with transformers, against its bound."""
+    checks = results["checks"]
+    gap = next(iter(checks["parity"].values()))["stats"]["gap"]
+    lines = [f"`{results['preset']}` converted to each type and run by llama.cpp, against transformers (fp32), on BOS + "
+             f"{checks['tokens'] - 1} random text ids (seed {checks['seed']}): |Δlogit| as a fraction of the reference "
+             f"logits' standard deviation, top-1 where the reference's top-2 gap exceeds {gap:g}; each bound "
+             "(validate/metrics/bounds.py) in parentheses.", "",
+             "| type | max abs Δlogit / std | mean abs Δlogit / std | mean KLD | top-1 (gap) | top-1 (all) | within bounds |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for outtype, parity in checks["parity"].items():
+        s, b = parity["stats"], parity["bounds"]
+        lines.append(f"| {outtype} | {s['max_abs_dlogit_rel']:.4f} (≤ {b['max_rel']:g}) | {s['mean_max_abs_dlogit_rel']:.4f} "
+                     f"(≤ {b['mean_rel']:g}) | {s['mean_kld']:.2g} (≤ {b['mean_kld']:g}) | {s['confident_top1_agreement']:.3f} "
+                     f"(≥ {b['confident_top1']:g}) | {s['top1_agreement']:.3f} | "
+                     + ("yes" if not parity["violations"] else "NO: " + "; ".join(parity["violations"])) + " |")
+    roles = dict.fromkeys(r["role"] for r in results["runs"])
+    return lines + ["", "The conversions:", "", *table([row(label_of(by_role(results, role)), by_role(results, role))
+                                                        for role in roles])]
+
+
+SWEEP_HEADER = ("| scheme | size | bits/weight | PPL ratio | mean KLD | 99% KLD | same top-1 |",
+                "|---|---:|---:|---:|---:|---:|---:|")
+
+
+def render_sweep(results: dict) -> list[str]:
+    """The sweep's table as `gemma3n-gguf sweep` prints it, and the f32 conversion on the same windows."""
+    checks = results["checks"]
+    sweep, f32 = checks["sweep"], checks["sweep_f32"]["rows"][0]
+    lines = [f"`{checks['checkpoint']}` (random weights): {sweep['scored_tokens']} scored tokens in {sweep['windows']} "
+             f"windows of {sweep['n_ctx']} tokens of the built-in evaluation text, {sweep['reference_runs']} "
+             "reference pass for all schemes.", "", *SWEEP_HEADER]
+    for r in sweep["rows"]:
+        ppl, kld, top1 = r["ppl_ratio"], r["kld_mean"], r["same_top1"]
+        lines.append(f"| {r['scheme']} | {r['file_bytes'] / 2**20:.2f} MiB | {r['bits_per_weight']:.2f} "
+                     f"| {ppl['value']:.4f} ± {ppl['uncertainty']:.4f} | {kld['value']:.5f} ± {kld['uncertainty']:.5f} "
+                     f"| {r['kld_p99']:.4f} | {100 * top1['value']:.2f} ± {100 * top1['uncertainty']:.2f} % |")
+    kld = f32["kld_mean"]
+    lines += ["", f"An f32 conversion of the same checkpoint (`sweep --schemes F32`, same windows) measures a mean KLD "
+                  f"of {kld['value']:.2g} ± {kld['uncertainty']:.1g} (99% KLD {f32['kld_p99']:.2g}), same top-1 "
+                  f"{100 * f32['same_top1']['value']:.2f} %.", "", "The runs:", "",
+              *table([row(label_of(by_role(results, role)), by_role(results, role)) for role in ("sweep", "sweep_f32")])]
+    return lines
+
+
+def render_exact_mm(results: dict) -> list[str]:
+    """The logits after an image, with and without exact multimodal tokens, against transformers."""
+    checks = results["checks"]
+    exact, plain = checks["parity"]["exact"], checks["parity"]["plain"]
+
+    def after(p: dict) -> str:
+        s = p["after_image"]
+        return f"top-1 {100 * s['top1_agreement']:.1f}%, mean KLD {s['mean_kld']:.3g}"
+
+    before = plain["before_image"], exact["before_image"]
+    return [f"An image prompt on `{results['preset']}` ({exact['n_image_tokens']} image tokens, {checks['text_type']} "
+            f"text GGUFs, the projector `{checks['projector']}`) against transformers (fp32), at the "
+            f"{exact['after_image']['n_positions']} text positions after the image: without `--exact-mm-tokens` "
+            f"{after(plain)} (max |Δlogit| {plain['first_after_image_max_abs_dlogit']:.3g} on the `<end_of_image>` row); "
+            f"with it, {after(exact)}. Before the image, without and with: top-1 "
+            f"{100 * before[0]['top1_agreement']:.1f}% and {100 * before[1]['top1_agreement']:.1f}%, mean KLD "
+            f"{before[0]['mean_kld']:.2g} and {before[1]['mean_kld']:.2g}.", "",
+            *table([row(label_of(by_role(results, role)), by_role(results, role)) for role in ("exact", "plain")]),
+            *_exact_mm_cost(checks.get("f16_plans", {}))]
+
+
+def _exact_mm_cost(plans: dict[str, dict]) -> list[str]:
+    """The untied output.weight the option adds to each real-size f16 plan."""
+    costs = [f"`{preset}` +{p['exact']['output_parameters'] / 1e6:.0f} M parameters, "
+             f"+{(p['exact']['file_bytes'] - p['plain']['file_bytes']) / 1e9:.2f} GB "
+             f"({p['exact']['file_bytes'] / p['plain']['file_bytes'] - 1:.0%} of the file without it)"
+             for preset, p in plans.items()]
+    return ["", "What the untied `output.weight` costs in an f16 file (the converter's plan): " + "; ".join(costs) + "."] \
+        if costs else []
+
+
 RENDERERS: dict[str, Callable[[dict], list[str]]] = {"convert_e2b": render_convert, "quantize_e2b": render_quantize,
                                                      "validate_e2b": render_validate, "package_e2b": render_package,
-                                                     "slice_e4b": render_slice, "audio_encode": render_audio}
+                                                     "slice_e4b": render_slice, "audio_encode": render_audio,
+                                                     "parity_tiny": render_parity, "sweep_tiny": render_sweep,
+                                                     "exact_mm_tiny": render_exact_mm}
 
 
 def render(bench: str, results_dir: Path = RESULTS_DIR) -> str:

@@ -92,3 +92,54 @@ def test_audio_encode_bench_records_both_sides(tmp_path):
 
 def _logs(workdir: Path) -> str:
     return "\n".join(f"== {log.name}\n{log.read_text()[-2000:]}" for log in sorted(workdir.glob("*.log")))
+
+
+# The quality benches already run on tiny presets: their smoke runs are reduced variants of the real
+# ones (one type, one scheme on one window), checked for what each figure says.
+QUALITY_BENCHES = {
+    "parity_tiny": (["--outtypes", "f32"], ["convert_f32"]),
+    "sweep_tiny": (["--schemes", "Q8_0", "--chunks", "1"], ["sweep", "sweep_f32"]),
+    "exact_mm_tiny": (["--size-presets", "tiny-mm"], ["exact", "plain"]),
+}
+
+
+@pytest.mark.parametrize("bench", QUALITY_BENCHES)
+def test_quality_bench_records_its_figures(bench, tmp_path_factory):
+    work, results_dir = tmp_path_factory.mktemp(bench), tmp_path_factory.mktemp("results")
+    options, roles = QUALITY_BENCHES[bench]
+    plot = work / "sweep.png"
+    done = subprocess.run(_quality_command(bench, work, results_dir, plot, options), capture_output=True, text=True,
+                          cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = json.loads((results_dir / f"{bench}.json").read_text())
+    assert set(RESULT_FIELDS) <= results.keys() and results["repeat"] == 1
+    assert [run["role"] for run in results["runs"]] == roles
+    for run in results["runs"]:
+        assert set(RUN_FIELDS) <= run.keys() and run["exit"] == 0 and run["wall_s"] > 0
+    checks, rendered = results["checks"], report.render_results(results)
+    if bench == "parity_tiny":
+        f32 = checks["parity"]["f32"]
+        assert f32["violations"] == [] and f32["stats"]["n_positions"] == 400 and f32["stats"]["mean_kld"] > 0
+        assert "| f32 | " in rendered and "| yes |" in rendered
+    elif bench == "sweep_tiny":
+        assert [row["scheme"] for row in checks["sweep"]["rows"]] == ["Q8_0"] and checks["sweep"]["windows"] == 1
+        # one reference pass, then the f32 sweep reads it from the cache
+        assert (checks["sweep"]["reference_runs"], checks["sweep_f32"]["reference_runs"]) == (1, 0)
+        assert 0 < checks["sweep_f32"]["rows"][0]["kld_mean"]["value"] < checks["sweep"]["rows"][0]["kld_mean"]["value"]
+        assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert "| Q8_0 | " in rendered and "An f32 conversion of the same checkpoint" in rendered
+    else:
+        exact, plain = checks["parity"]["exact"], checks["parity"]["plain"]
+        assert exact["n_image_tokens"] == 256 and exact["after_image"]["top1_agreement"] == 1.0
+        assert plain["after_image"]["mean_kld"] > 100 * exact["after_image"]["mean_kld"]
+        # tiny-mm's untied output.weight: its whole vocabulary (1024 text + 256 multimodal ids) x hidden 2048
+        plans = checks["f16_plans"]["tiny-mm"]
+        assert (plans["exact"]["output_parameters"], plans["plain"]["output_parameters"]) == (1280 * 2048, 0)
+        assert plans["exact"]["file_bytes"] - plans["plain"]["file_bytes"] >= 2 * 1280 * 2048
+        assert "without `--exact-mm-tokens`" in rendered and "`tiny-mm` +3 M parameters" in rendered
+
+
+def _quality_command(bench: str, work: Path, results_dir: Path, plot: Path, options: list[str]) -> list[str]:
+    command = [sys.executable, str(ROOT / "bench" / f"{bench}.py"), "--repeat", "1", "--workdir", str(work),
+               "--results-dir", str(results_dir), *options]
+    return command + (["--plot", str(plot)] if bench == "sweep_tiny" else [])

@@ -36,9 +36,7 @@ class ParityBounds:
         return asdict(self)
 
 
-# measured on tiny-text, 400 tokens (max, mean, KLD, top-1):
-# f32 0.0145 0.0039 7.8e-6 1.0 | f16 0.022 0.0077 2.9e-5 1.0 | bf16 0.15 0.052 1.2e-3 1.0
-# q8_0 0.53 0.18 1.5e-2 0.945
+# what each type measures on tiny-text: bench/parity_tiny.py -> bench/results/parity_tiny.json (README)
 PARITY_BOUNDS: dict[str, ParityBounds] = {
     "f32": ParityBounds(max_rel=0.05, mean_rel=0.01, mean_kld=1e-4, confident_top1=0.99),
     "f16": ParityBounds(max_rel=0.07, mean_rel=0.025, mean_kld=1e-4, confident_top1=0.99),
