@@ -1,5 +1,5 @@
 """The layer-streamed fp32 reference: transformers' Gemma 3n with one decoder layer resident at a time."""
 
-from gemma3n_gguf.reference.streamed.runner import StreamedRunner, window_activation_bytes
+from gemma3n_gguf.reference.streamed.runner import AudioSoftTokens, StreamedRunner, window_activation_bytes
 
-__all__ = ["StreamedRunner", "window_activation_bytes"]
+__all__ = ["AudioSoftTokens", "StreamedRunner", "window_activation_bytes"]

@@ -17,8 +17,8 @@ over a batch of windows: masks, rotary embeddings, AltUp predict/correct, LAuReL
 and the KV-sharing store all run as in the full model, and the batch goes through the layers one
 layer at a time, its activations kept between layers. The vision and audio towers stay on the
 meta device: text windows never reach them. With ``with_vision_tower`` the vision tower is loaded
-too (for image features and image prompts; never the audio tower, which
-:mod:`gemma3n_gguf.validate.multimodal.audio_tower` runs alone).
+too (for image features and image prompts), with ``with_audio_tower`` the audio tower (for audio
+features and audio prompts): each alone, from its own tensors, never the whole model.
 """
 
 from __future__ import annotations
@@ -40,10 +40,11 @@ LayerCallback = Callable[[int, Any], None]  # (layer index, the loaded Gemma3nTe
 
 
 def build_streamed_model(weights: CheckpointWeights, on_layer_loaded: LayerCallback | None = None, *,
-                         with_vision_tower: bool = False) -> Any:
+                         with_vision_tower: bool = False, with_audio_tower: bool = False) -> Any:
     """``Gemma3nModel`` (or ``Gemma3nTextModel``) whose forward streams its layers from ``weights``."""
-    if with_vision_tower and not weights.multimodal:
-        raise ConfigError(f"{weights.checkpoint.directory} is a text-only checkpoint: it has no vision tower")
+    for wanted, tower in ((with_vision_tower, "vision"), (with_audio_tower, "audio")):
+        if wanted and not weights.multimodal:
+            raise ConfigError(f"{weights.checkpoint.directory} is a text-only checkpoint: it has no {tower} tower")
     model_class = hf.Gemma3nModel if weights.multimodal else hf.Gemma3nTextModel
     with torch.device("meta"):
         model = model_class(copy.deepcopy(weights.config))  # timm's builder consumes the vision config
@@ -65,14 +66,25 @@ def build_streamed_model(weights: CheckpointWeights, on_layer_loaded: LayerCallb
     text._init_weights(text)  # its non-persistent scale buffers, as from_pretrained sets them
     if with_vision_tower:
         model.vision_tower = load_vision_tower(weights)
+    if with_audio_tower:
+        model.audio_tower = load_audio_tower(weights)
     return model.eval()
 
 
 def load_vision_tower(weights: CheckpointWeights) -> Any:
     """transformers' vision tower of a multimodal checkpoint, alone, with its float32 weights."""
-    with no_init_weights():
-        tower = AutoModel.from_config(copy.deepcopy(weights.config.vision_config))
-    weights.fill_module(tower, "model.vision_tower.")
+    return _load_tower(weights, weights.config.vision_config, "model.vision_tower.")
+
+
+def load_audio_tower(weights: CheckpointWeights) -> Any:
+    """transformers' audio tower (``Gemma3nAudioEncoder``) of a multimodal checkpoint, alone, float32."""
+    return _load_tower(weights, weights.config.audio_config, "model.audio_tower.")
+
+
+def _load_tower(weights: CheckpointWeights, tower_config: Any, prefix: str) -> Any:
+    with no_init_weights():  # the stored weights replace the parameters: skip random init
+        tower = AutoModel.from_config(copy.deepcopy(tower_config))
+    weights.fill_module(tower, prefix)
     return tower.eval()
 
 

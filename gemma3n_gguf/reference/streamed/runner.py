@@ -8,13 +8,16 @@ logits (n_ctx / 2 rows x vocabulary) and one vocabulary chunk.
 
 :class:`StreamedRunner` is a :class:`~gemma3n_gguf.reference.runners.LogitRunner`: it yields what
 :class:`~gemma3n_gguf.reference.runners.TransformersRunner` yields, to within float32 rounding of
-the differently blocked matrix products (tests/reference/test_streamed.py bounds it).
+the differently blocked matrix products (tests/reference/test_streamed.py bounds it). With a tower
+loaded it also gives what a multimodal checkpoint feeds its text model for an image or a clip
+(:meth:`StreamedRunner.image_features`, :meth:`StreamedRunner.audio_features`).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,6 +32,15 @@ from gemma3n_gguf.reference.streamed.weights import VOCAB_CHUNK_BYTES, Checkpoin
 DEFAULT_GROUP_BYTES = 768 << 20  # activations of the windows in flight
 
 
+@dataclass(frozen=True)
+class AudioSoftTokens:
+    """The rows ``Gemma3nModel.forward`` puts at one clip's audio positions."""
+
+    embeddings: NDArray[np.float32]  # (audio_soft_tokens_per_image, hidden)
+    from_tower: NDArray[np.bool_]  # rows the audio tower made; the others hold padding_embedding
+    padding_embedding: NDArray[np.float32]  # (hidden,) embed_audio of the audio vocabulary's last id
+
+
 class StreamedRunner:
     """The reference, fp32, eval mode, no grad, CPU: one decoder layer resident at a time."""
 
@@ -41,13 +53,15 @@ class StreamedRunner:
         vocab_chunk_bytes: int = VOCAB_CHUNK_BYTES,
         on_layer_loaded: LayerCallback | None = None,
         with_vision_tower: bool = False,
+        with_audio_tower: bool = False,
     ) -> None:
         if n_threads is not None:
             torch.set_num_threads(n_threads)
         self._weights = CheckpointWeights(checkpoint_dir)
         self._group_bytes = group_bytes
         self._vocab_chunk_bytes = vocab_chunk_bytes
-        self._model = build_streamed_model(self._weights, on_layer_loaded, with_vision_tower=with_vision_tower)
+        self._model = build_streamed_model(self._weights, on_layer_loaded, with_vision_tower=with_vision_tower,
+                                           with_audio_tower=with_audio_tower)
 
     @property
     def n_vocab(self) -> int:
@@ -82,7 +96,8 @@ class StreamedRunner:
 
     def final_hidden_states(self, windows: NDArray[np.int64], **inputs: Any) -> torch.Tensor:
         """The normed last hidden states (windows, n_ctx, hidden) of a group of equal-length windows;
-        ``inputs`` go to the model's forward as well (``pixel_values`` with the vision tower loaded)."""
+        ``inputs`` go to the model's forward as well (``pixel_values`` with the vision tower loaded,
+        ``input_features`` and ``input_features_mask`` with the audio tower)."""
         with torch.inference_mode():
             output = self._model(input_ids=torch.from_numpy(windows), use_cache=False, **inputs)
         return output.last_hidden_state
@@ -91,6 +106,30 @@ class StreamedRunner:
         """transformers' ``get_image_features``: the vision tower and ``embed_vision``, nothing else."""
         with torch.inference_mode():
             return self._model.get_image_features(pixel_values).pooler_output[0].numpy()
+
+    def audio_features(self, input_features: torch.Tensor, input_features_mask: torch.Tensor) -> AudioSoftTokens:
+        """transformers' ``get_audio_features`` (the audio tower and ``embed_audio``) for one clip,
+        padded as ``Gemma3nModel.forward`` pads it to ``audio_soft_tokens_per_image`` rows: the text
+        model's input at the clip's positions. The arguments are the feature extractor's, for a batch
+        of one (``input_features_mask`` True at valid frames, as the forward takes it)."""
+        model = self._model
+        n_soft = int(model.config.audio_soft_tokens_per_image)
+        with torch.inference_mode():
+            out = model.get_audio_features(input_features, ~input_features_mask)
+            from_tower = ~out.audio_mel_mask[0]
+            if len(from_tower) > n_soft:
+                raise ValidationError(f"the clip gives {len(from_tower)} audio tokens, the text model takes {n_soft}: "
+                                      "cut it to 30 s as the feature extractor does")
+            padding = self.audio_padding_embedding()
+            rows = torch.where(from_tower[:, None], out.pooler_output[0], torch.from_numpy(padding))
+        embeddings = np.concatenate([rows.numpy(), np.tile(padding, (n_soft - len(rows), 1))])
+        return AudioSoftTokens(embeddings, np.pad(from_tower.numpy(), (0, n_soft - len(rows))), padding)
+
+    def audio_padding_embedding(self) -> NDArray[np.float32]:
+        """``embed_audio`` of the audio vocabulary's last id: the rows after a clip's own tokens."""
+        last_id = torch.tensor([[self._model.vocab_size - 1]])
+        with torch.inference_mode():
+            return self._model.embed_audio(input_ids=last_id)[0, 0].numpy()
 
     def groups(self, token_windows: Sequence[ArrayLike]) -> Iterator[NDArray[np.int64]]:
         """The windows as (group size, n_ctx) id arrays, each group within the activation budget."""

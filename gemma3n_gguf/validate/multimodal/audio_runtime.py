@@ -5,9 +5,9 @@ transformers feeds the text model a fixed number of audio soft tokens per clip
 embedding of the audio vocabulary's last id. The patched runtime (``0002-gemma3n-audio.patch``)
 does the same, so embeddings and the logits after an audio prompt compare one to one:
 
-- :class:`AudioReference`: the checkpoint in transformers, whole (float32, eager, CPU): the
-  rows its text model receives at the audio positions (captured from its forward), and the
-  logits of a token sequence holding a clip;
+- :class:`AudioReference`: the checkpoint in transformers (float32, eager, CPU), never whole:
+  the rows its text model receives at the audio positions (the audio tower and ``embed_audio``
+  alone), and the logits of a token sequence holding a clip (the layer-streamed text model);
 - :func:`run_in_runtime`: mtmd's mel features, audio embeddings and prompt logits, computed in
   a fresh process that loads the patched libraries (:func:`gemma3n_gguf.runtime.build.runtime_env`);
 - :func:`audio_runtime_parity`: both, compared.
@@ -22,14 +22,18 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from gemma3n_gguf.core.checkpoint import Checkpoint
 from gemma3n_gguf.core.errors import RuntimeUnavailableError, ValidationError
 from gemma3n_gguf.validate.metrics.parity import ParityStats, parity_stats
 from gemma3n_gguf.validate.multimodal.mtmd import IMAGE_POSITION
+
+if TYPE_CHECKING:  # the streamed reference imports torch: only when a reference is built
+    from gemma3n_gguf.reference.streamed import AudioSoftTokens
 
 RUNTIME_NOTE = "audio run by the patched llama.cpp runtime (mtmd, gemma3na) and compared with transformers"
 AUDIO_PROMPT = "Transcribe this clip: <__media__> What is said, and by whom?"
@@ -106,60 +110,53 @@ def extractor_features(checkpoint_dir: str | os.PathLike[str]) -> Callable[[NDAr
 
 
 class AudioReference:
-    """A multimodal checkpoint in transformers, whole: what ``Gemma3nForConditionalGeneration``
-    feeds its text model for a clip, and the logits it gives."""
+    """A multimodal checkpoint in transformers (float32, eager attention, CPU), never loaded whole:
+    a clip's soft tokens from the audio tower and ``embed_audio`` alone, and the logits of token
+    sequences holding a clip from the layer-streamed text model
+    (:mod:`gemma3n_gguf.reference.streamed`), as :class:`~.checks.VisionReference` does for images."""
 
     def __init__(self, checkpoint_dir: str | os.PathLike[str]) -> None:
         import torch
-        from transformers import Gemma3nAudioFeatureExtractor, Gemma3nForConditionalGeneration
+        from transformers import Gemma3nAudioFeatureExtractor
 
+        from gemma3n_gguf.reference.streamed import StreamedRunner
+
+        ckpt = Checkpoint(checkpoint_dir)
         self._torch = torch
-        self.model = Gemma3nForConditionalGeneration.from_pretrained(
-            checkpoint_dir, dtype=torch.float32, attn_implementation="eager").eval()
-        self.extractor = Gemma3nAudioFeatureExtractor.from_pretrained(checkpoint_dir)
-        self.audio_token_id = int(self.model.config.audio_token_id)
-        self.n_soft_tokens = int(self.model.config.audio_soft_tokens_per_image)
+        self._runner = StreamedRunner(ckpt.directory, with_audio_tower=True)
+        self.extractor = Gemma3nAudioFeatureExtractor.from_pretrained(ckpt.directory)
+        self.audio_token_id = int(ckpt.config["audio_token_id"])
 
     def features(self, waveform: NDArray[np.floating]) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
         """(frames, mel bins) features and the mask of valid frames, as the processor makes them."""
         batch = self.extractor([np.asarray(waveform, np.float32)], return_tensors="np")
         return batch["input_features"][0].astype(np.float32), batch["input_features_mask"][0].astype(bool)
 
-    def run(self, tokens: NDArray[np.int64], waveform: NDArray[np.floating]) -> tuple[NDArray, NDArray]:
-        """(rows the text model gets at the audio positions, logits at every position) for
-        ``tokens`` whose IMAGE_POSITION entries are the clip's soft tokens."""
-        torch = self._torch
-        ids = np.where(tokens == IMAGE_POSITION, self.audio_token_id, tokens).astype(np.int64)
+    def _model_inputs(self, waveform: NDArray[np.floating]) -> dict[str, Any]:
         features, valid = self.features(waveform)
-        captured: dict[str, Any] = {}
+        return {"input_features": self._torch.from_numpy(features)[None],
+                "input_features_mask": self._torch.from_numpy(valid)[None]}
 
-        def capture(_module: Any, _args: Any, kwargs: dict[str, Any]) -> None:
-            captured["embeds"] = kwargs["inputs_embeds"][0].detach().clone()
+    def soft_tokens(self, waveform: NDArray[np.floating]) -> AudioSoftTokens:
+        """The rows the text model gets at the clip's positions (``audio_soft_tokens_per_image`` of them)."""
+        return self._runner.audio_features(**self._model_inputs(waveform))
 
-        hook = self.model.model.language_model.register_forward_pre_hook(capture, with_kwargs=True)
-        try:
-            with torch.inference_mode():
-                out = self.model(input_ids=torch.from_numpy(ids)[None], input_features=torch.from_numpy(features)[None],
-                                 input_features_mask=torch.from_numpy(valid)[None], use_cache=False)
-        finally:
-            hook.remove()
-        soft = captured["embeds"][torch.from_numpy(ids == self.audio_token_id)].numpy()
-        return soft, out.logits[0].float().numpy()
+    def logits(self, tokens: NDArray[np.int64], waveform: NDArray[np.floating],
+               positions: NDArray[np.int64] | None = None) -> NDArray[np.float32]:
+        """Logits at ``positions`` (default: every one) of ``tokens``, whose IMAGE_POSITION entries
+        are the clip's soft tokens."""
+        ids = np.where(tokens == IMAGE_POSITION, self.audio_token_id, tokens).astype(np.int64)
+        hidden = self._runner.final_hidden_states(ids[None], **self._model_inputs(waveform))[0]
+        return self._runner.project(hidden if positions is None else hidden[self._torch.from_numpy(positions)])
 
     def audio_features(self, waveform: NDArray[np.floating]) -> NDArray[np.float32]:
         """``get_audio_features``' embeddings of the clip's valid tokens (no padding rows)."""
-        torch = self._torch
-        features, valid = self.features(waveform)
-        with torch.inference_mode():
-            out = self.model.model.get_audio_features(torch.from_numpy(features)[None], torch.from_numpy(~valid)[None])
-        return out.pooler_output[0][~out.audio_mel_mask[0]].numpy()
+        soft = self.soft_tokens(waveform)
+        return soft.embeddings[soft.from_tower]
 
     def padding_embedding(self) -> NDArray[np.float32]:
         """The embedding of the audio vocabulary's last id: the rows after a clip's own tokens."""
-        torch = self._torch
-        with torch.inference_mode():
-            last = torch.tensor([[self.model.model.vocab_size - 1]])
-            return self.model.model.embed_audio(input_ids=last)[0, 0].numpy()
+        return self._runner.audio_padding_embedding()
 
 
 @dataclass(frozen=True)
@@ -188,11 +185,12 @@ def audio_runtime_parity(reference: AudioReference, runtime: RuntimeAudio, wavef
 
     if runtime.embeddings is None or runtime.tokens is None:
         raise ValidationError("the runtime run needs embeddings and a prompt")
-    soft, logits = reference.run(runtime.tokens, waveform)
-    if len(soft) != len(runtime.embeddings):
-        raise ValidationError(f"the runtime feeds {len(runtime.embeddings)} audio tokens, transformers {len(soft)}")
-    n_encoder = len(reference.audio_features(waveform))
-    padding = np.abs(runtime.embeddings[n_encoder:] - reference.padding_embedding()).max(initial=0.0)
+    soft = reference.soft_tokens(waveform)
+    if len(soft.embeddings) != len(runtime.embeddings):
+        raise ValidationError(f"the runtime feeds {len(runtime.embeddings)} audio tokens, "
+                              f"transformers {len(soft.embeddings)}")
+    n_encoder = int(soft.from_tower.sum())
+    padding = np.abs(runtime.embeddings[n_encoder:] - soft.padding_embedding).max(initial=0.0)
     features, _ = reference.features(waveform)
     if features.shape != runtime.features.shape:
         raise ValidationError(f"mel features: runtime {runtime.features.shape}, transformers {features.shape}")
@@ -200,10 +198,10 @@ def audio_runtime_parity(reference: AudioReference, runtime: RuntimeAudio, wavef
     after = positions > np.flatnonzero(tokens == IMAGE_POSITION).max()
     if not after.any():
         raise ValidationError("the prompt needs text after its media marker")
-    matched = embedding_parity(soft, runtime.embeddings)
+    matched = embedding_parity(soft.embeddings, runtime.embeddings)
     return AudioRuntimeParity(
-        n_tokens=len(runtime.embeddings), n_reference_tokens=len(soft), n_encoder_tokens=n_encoder,
+        n_tokens=len(runtime.embeddings), n_reference_tokens=len(soft.embeddings), n_encoder_tokens=n_encoder,
         min_cosine=matched.min_cosine, max_abs_diff=matched.max_abs_diff, padding_max_abs_diff=float(padding),
         max_feature_diff=float(np.abs(features - runtime.features).max()),
-        after_audio=parity_stats(logits[positions[after]], runtime.logits[after]),
+        after_audio=parity_stats(reference.logits(tokens, waveform, positions[after]), runtime.logits[after]),
     )
