@@ -1,8 +1,8 @@
 """GGUF metadata of the projector: ``general.*``, ``clip.vision.*`` and ``clip.audio.*``.
 
 The vision keys are the ones ``tools/mtmd/clip.cpp`` reads (several are required by its
-generic loader although the MobileNet-V5 graph never uses them). llama.cpp has no Gemma 3n
-audio graph, so the audio keys are written for faithfulness: the full transformers audio
+generic loader although the MobileNet-V5 graph never uses them). Stock llama.cpp skips Gemma 3n
+audio (the project's patched runtime runs it), so the audio keys are written for faithfulness: the full transformers audio
 config under ``clip.audio.gemma3n.*`` and the feature extractor settings under
 ``clip.audio.feature_extractor.*``, enough to rebuild the audio tower and its input
 features from the file alone (:func:`read_audio_settings` does).
@@ -81,8 +81,8 @@ FEATURE_EXTRACTOR_SETTINGS: tuple[Setting, ...] = (
 def add_mmproj_metadata(w: GGUFWriter, cfg: ProjectorConfig, plan: MmprojPlan, *, name: str, mmproj_type: str) -> None:
     w.add_type("mmproj")
     w.add_name(name)
-    w.add_description("Gemma 3n projector: MobileNet-V5 vision (runs in llama.cpp) and "
-                      "USM conformer audio (stored; llama.cpp has no Gemma 3n audio graph)")
+    w.add_description("Gemma 3n projector: MobileNet-V5 vision (runs in llama.cpp) and USM conformer audio "
+                      "(runs in the runtime `gemma3n-gguf runtime build` makes; stock llama.cpp skips it)")
     w.add_file_type(FILE_TYPES[mmproj_type])
     w.add_quantization_version(QUANTIZATION_VERSION)
     w.add_string("general.converter", f"gemma3n-gguf {__version__}")
