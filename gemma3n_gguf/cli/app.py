@@ -9,7 +9,7 @@ import sys
 import typer
 from rich.markup import escape
 
-from gemma3n_gguf.cli import checkpoints, convert, package, quantize, validate
+from gemma3n_gguf.cli import checkpoints, convert, package, quantize, runtime, validate
 from gemma3n_gguf.cli.console import err_console
 from gemma3n_gguf.cli.slice import slice_cmd
 from gemma3n_gguf.core.errors import Gemma3nGGUFError
@@ -39,6 +39,10 @@ COMMANDS = (
     ("modelfile", package.modelfile_cmd),
     ("package", package.package_cmd),
 )
+# Command groups (``gemma3n-gguf runtime build``), listed after the commands.
+GROUPS = (
+    ("runtime", runtime.app),
+)
 # Commands that run the transformers reference; without the extra they print its install line.
 NEEDS_REFERENCE_EXTRA = frozenset({"make-checkpoint", "demo", "validate", "check", "sweep", "imatrix", "modelfile", "package"})
 
@@ -56,6 +60,8 @@ def _requiring(extra: str, name: str, function):
 
 for _name, _function in COMMANDS:
     app.command(_name)(_requiring("reference", _name, _function) if _name in NEEDS_REFERENCE_EXTRA else _function)
+for _name, _group in GROUPS:
+    app.add_typer(_group, name=_name)
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
