@@ -34,6 +34,7 @@ COMMANDS = {
     "parity_tiny": "python bench/parity_tiny.py --repeat 1",
     "sweep_tiny": "python bench/sweep_tiny.py --repeat 1",
     "exact_mm_tiny": "python bench/exact_mm_tiny.py --repeat 1",
+    "imatrix_peer": "python bench/imatrix_peer.py --repeat 1",
 }
 # The memory columns every table has: (header, run field).
 MEMORY = (("peak RSS", "peak_rss_bytes"), ("anonymous", "peak_rss_anon_bytes"), ("file-backed", "peak_rss_file_bytes"))
@@ -325,11 +326,32 @@ def _exact_mm_cost(plans: dict[str, dict]) -> list[str]:
         if costs else []
 
 
+def render_imatrix_peer(results: dict) -> list[str]:
+    """Both tools' runs, then per entry kind the largest relative difference over the layers."""
+    compared, checks = results["checks"]["compared"], results["checks"]
+    roles = [role for role in compared if by_role(results, role)]
+    lines = table([row(label_of(by_role(results, role)), by_role(results, role)) for role in ("ours", *roles)])
+    lines += ["", f"`--ctx {checks['ctx']} --chunks {checks['chunks']}`, the packaged evaluation text. Largest "
+              "relative difference of the normalized values, max over columns of |ours - theirs| / the "
+              "entry's largest value, and over the layers:", ""]
+    lines += ["| entry | " + " | ".join(label_of(by_role(results, role)) for role in roles) + " |",
+              "|---|" + "---:|" * len(roles)]
+    for kind in sorted(compared[roles[0]]["by_kind"]):
+        lines.append(f"| `{kind}` | " + " | ".join(f"{compared[role]['by_kind'].get(kind, float('nan')):.1e}"
+                                                  for role in roles) + " |")
+    lines.append("| all | " + " | ".join(f"{compared[role]['max_rel']:.1e}" for role in roles) + " |")
+    first = compared[roles[0]]
+    lines += ["", f"{len(first['entries'])} entries in both files, counts {'equal' if first['counts_equal'] else 'NOT equal'}"
+              f" in every one; only ours: {len(first['only_ours'])}, only llama-imatrix: {len(first['only_peer'])}."]
+    return lines
+
+
 RENDERERS: dict[str, Callable[[dict], list[str]]] = {"convert_e2b": render_convert, "quantize_e2b": render_quantize,
                                                      "validate_e2b": render_validate, "package_e2b": render_package,
                                                      "slice_e4b": render_slice, "audio_encode": render_audio,
                                                      "parity_tiny": render_parity, "sweep_tiny": render_sweep,
-                                                     "exact_mm_tiny": render_exact_mm}
+                                                     "exact_mm_tiny": render_exact_mm,
+                                                     "imatrix_peer": render_imatrix_peer}
 
 
 def render(bench: str, results_dir: Path = RESULTS_DIR) -> str:
