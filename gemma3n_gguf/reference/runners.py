@@ -174,7 +174,6 @@ class LlamaCppRunner:
         gguf_path: str | os.PathLike[str],
         *,
         n_ctx: int,
-        n_batch: int | None = None,
         n_ubatch: int = 512,
         n_threads: int | None = None,
         kv_cache_f32: bool = False,
@@ -185,17 +184,17 @@ class LlamaCppRunner:
         self._n_ctx = n_ctx
         self._kv_cache_f32 = kv_cache_f32
         self._flash_attn = flash_attn
+        self._llama_cpp = llama_cpp
         kv_type = llama_cpp.GGML_TYPE_F32 if kv_cache_f32 else None
-        # n_batch = n_ctx: a window goes through one llama_decode, like llama-perplexity's
-        # default (-b 2048 >= -c 512).
+        # n_batch = n_ctx: a window goes through one llama_decode (iter_window_logits relies on
+        # it), like llama-perplexity's default (-b 2048 >= -c 512).
         self._llm = _load_llama(
             gguf_path,
             n_ctx=n_ctx,
-            n_batch=n_batch or n_ctx,
+            n_batch=n_ctx,
             n_ubatch=n_ubatch,
             n_threads=n_threads,
             n_threads_batch=n_threads,
-            logits_all=True,
             type_k=kv_type,
             type_v=kv_type,
             flash_attn=flash_attn,
@@ -229,19 +228,33 @@ class LlamaCppRunner:
         on_progress: ProgressCallback | None = None,
     ) -> Iterator[NDArray[np.float32]]:
         total = len(token_windows)
-        for done, window in enumerate(token_windows, start=1):
-            ids = _window_ids(window, first_row)
-            if len(ids) > self._n_ctx:
-                raise ValidationError(f"a window of {len(ids)} tokens exceeds n_ctx {self._n_ctx}")
-            self._llm.reset()  # the next eval drops every cached position
-            try:
-                self._llm.eval(ids.tolist())
-            except RuntimeError as exc:
-                raise ValidationError(f"llama.cpp failed on window {done}: {exc}") from exc
-            # scores is reused by the next eval: copy the rows out.
-            yield self._llm.scores[first_row : len(ids)].copy()
-            if on_progress is not None:
-                on_progress(done, total)
+        batch = self._llama_cpp.llama_batch_init(self._n_ctx, 0, 1)
+        try:
+            for done, window in enumerate(token_windows, start=1):
+                ids = _window_ids(window, first_row)
+                if len(ids) > self._n_ctx:
+                    raise ValidationError(f"a window of {len(ids)} tokens exceeds n_ctx {self._n_ctx}")
+                yield self._scored_logits(batch, ids, first_row, window_number=done)
+                if on_progress is not None:
+                    on_progress(done, total)
+        finally:
+            self._llama_cpp.llama_batch_free(batch)
+
+    def _scored_logits(self, batch: Any, ids: NDArray[np.int64], first_row: int,
+                       *, window_number: int) -> NDArray[np.float32]:
+        """One llama_decode of ``ids`` from an empty cache, as llama-perplexity does it: logits
+        are requested only for rows >= first_row, so llama.cpp computes and stores only those."""
+        llama_cpp = self._llama_cpp
+        ctx = self._llm.ctx
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
+        _fill_single_sequence_batch(batch, ids, first_row)
+        status = llama_cpp.llama_decode(ctx, batch)
+        if status != 0:
+            raise ValidationError(f"llama.cpp failed on window {window_number}: llama_decode returned {status}")
+        # the output rows are the requested ones, contiguous in batch order; reused by the
+        # next decode, so copied out
+        scored = np.ctypeslib.as_array(llama_cpp.llama_get_logits(ctx), shape=(len(ids) - first_row, self.n_vocab))
+        return scored.copy()
 
     def close(self) -> None:
         self._llm.close()
@@ -333,6 +346,18 @@ def _stderr_silenced() -> Iterator[None]:
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+
+
+def _fill_single_sequence_batch(batch: Any, ids: NDArray[np.int64], first_row: int) -> None:
+    """Sequence 0 at positions 0..len(ids)-1, an output (logits) only from ``first_row`` on."""
+    n_tokens = len(ids)
+    batch.n_tokens = n_tokens
+    np.ctypeslib.as_array(batch.token, shape=(n_tokens,))[:] = ids
+    np.ctypeslib.as_array(batch.pos, shape=(n_tokens,))[:] = np.arange(n_tokens)
+    np.ctypeslib.as_array(batch.n_seq_id, shape=(n_tokens,))[:] = 1
+    np.ctypeslib.as_array(batch.logits, shape=(n_tokens,))[:] = np.arange(n_tokens) >= first_row
+    for row in range(n_tokens):
+        batch.seq_id[row][0] = 0
 
 
 def _window_ids(window: ArrayLike, first_row: int) -> NDArray[np.int64]:
