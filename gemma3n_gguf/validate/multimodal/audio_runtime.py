@@ -29,6 +29,7 @@ from numpy.typing import NDArray
 
 from gemma3n_gguf.core.checkpoint import Checkpoint
 from gemma3n_gguf.core.errors import RuntimeUnavailableError, ValidationError
+from gemma3n_gguf.validate.metrics.embedding import embedding_parity
 from gemma3n_gguf.validate.metrics.parity import ParityStats, parity_stats
 from gemma3n_gguf.validate.multimodal.mtmd import IMAGE_POSITION
 
@@ -181,8 +182,6 @@ class AudioRuntimeParity:
 def audio_runtime_parity(reference: AudioReference, runtime: RuntimeAudio, waveform: NDArray[np.floating]) -> AudioRuntimeParity:
     """Compare ``runtime`` (from :func:`run_in_runtime` with embeddings and a prompt) with
     ``reference`` on ``waveform``."""
-    from gemma3n_gguf.validate.multimodal.checks import embedding_parity
-
     if runtime.embeddings is None or runtime.tokens is None:
         raise ValidationError("the runtime run needs embeddings and a prompt")
     soft = reference.soft_tokens(waveform)

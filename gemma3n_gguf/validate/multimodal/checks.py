@@ -20,7 +20,7 @@ the encoder.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +38,8 @@ from gemma3n_gguf.validate.multimodal.audio_runtime import (
 )
 from gemma3n_gguf.validate.multimodal.audio_tower import audio_stack_from_checkpoint, audio_stack_from_gguf
 from gemma3n_gguf.validate.multimodal.mtmd import IMAGE_POSITION, MtmdSession
+from gemma3n_gguf.validate.metrics.embedding import EmbeddingParity, embedding_parity
 from gemma3n_gguf.validate.metrics.parity import ParityStats, parity_stats
-from gemma3n_gguf.core.stats import jsonable
 
 AUDIO_NOTE = ("audio validated on the reference path, not in llama.cpp: stock llama.cpp has no Gemma 3n audio "
               "graph, so the projector's audio weights were dequantized and run by transformers")
@@ -48,35 +48,6 @@ DEFAULT_PROMPT = "Describe this image: <__media__> What is shown, and in which c
 
 
 # -- embeddings -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EmbeddingParity:
-    """Per-token agreement of two (tokens, width) embedding matrices."""
-
-    n_tokens: int
-    min_cosine: float
-    mean_cosine: float
-    max_abs_diff: float
-    reference_std: float
-    per_token_cosine: NDArray[np.float64] = field(repr=False, compare=False)
-    per_token_max_abs_diff: NDArray[np.float64] = field(repr=False, compare=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = {k: v for k, v in asdict(self).items() if not k.startswith("per_token")}
-        return jsonable(data)
-
-
-def embedding_parity(reference: NDArray[np.floating], candidate: NDArray[np.floating]) -> EmbeddingParity:
-    ref = np.asarray(reference, np.float64)
-    cand = np.asarray(candidate, np.float64)
-    if ref.shape != cand.shape or ref.ndim != 2 or not len(ref):
-        raise ValidationError(f"embedding shapes differ or are empty: reference {ref.shape}, candidate {cand.shape}")
-    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(cand, axis=1)
-    cosine = (ref * cand).sum(axis=1) / np.maximum(norms, np.finfo(np.float64).tiny)
-    diff = np.abs(ref - cand).max(axis=1)
-    return EmbeddingParity(len(ref), float(cosine.min()), float(cosine.mean()), float(diff.max()),
-                           float(ref.std()), cosine, diff)
 
 
 # -- images -----------------------------------------------------------------------------
