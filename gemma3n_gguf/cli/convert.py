@@ -113,7 +113,7 @@ def _print_mmproj_result(result) -> None:
     console.print(f"[green]wrote[/green] {result.path} ({result.n_tensors} tensors, {human_bytes(result.nbytes)}, "
                   f"{' + '.join(result.modalities)}; MobileNet-V5 blocks per stage {result.plan.blocks_per_stage})")
     if result.plan.has_audio:
-        console.print("  audio: stock llama.cpp skips it; the patched runtime (python -m gemma3n_gguf.runtime.build) "
+        console.print("  audio: stock llama.cpp skips it; the patched runtime (gemma3n-gguf runtime build) "
                       "runs it (docs/audio.md)")
 
 

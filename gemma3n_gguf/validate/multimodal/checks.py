@@ -43,7 +43,7 @@ from gemma3n_gguf.validate.metrics.parity import ParityStats, parity_stats
 
 AUDIO_NOTE = ("audio validated on the reference path, not in llama.cpp: stock llama.cpp has no Gemma 3n audio "
               "graph, so the projector's audio weights were dequantized and run by transformers")
-NO_RUNTIME_NOTE = " (the patched runtime that runs it is not built: python -m gemma3n_gguf.runtime.build)"
+NO_RUNTIME_NOTE = " (the patched runtime that runs it is not built: gemma3n-gguf runtime build, or python -m gemma3n_gguf.runtime.build)"
 DEFAULT_PROMPT = "Describe this image: <__media__> What is shown, and in which colours?"
 
 

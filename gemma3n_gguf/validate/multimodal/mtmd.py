@@ -61,7 +61,7 @@ def _audio_features_function(mtmd: Any) -> Any:
         function = mtmd._libmtmd.mtmd_audio_features
     except AttributeError:
         raise RuntimeUnavailableError("this libmtmd has no mtmd_audio_features: build the patched runtime "
-                                      "(python -m gemma3n_gguf.runtime.build) and load it with LLAMA_CPP_LIB_PATH "
+                                      "(gemma3n-gguf runtime build) and load it with LLAMA_CPP_LIB_PATH "
                                       "and MTMD_CPP_LIB") from None
     function.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_float), ctypes.c_size_t,
                          ctypes.POINTER(ctypes.c_float), ctypes.c_size_t, ctypes.POINTER(ctypes.c_int32)]
