@@ -8,8 +8,11 @@ Two measured processes: ``convert --mmproj --outtype f32`` (exact multimodal tok
 with --mmproj; the f16 projector) and ``convert --outtype f32 --no-exact-mm-tokens``. Then both
 text GGUFs run the same image prompt (validate/multimodal/checks.py's synthetic image and default
 prompt) with that projector, and their logits at every text position before and after the image
-are compared with transformers' fp32 logits by ``image_prompt_parity``. The figures are
-deterministic, so ``--repeat 1`` is enough; more repeats only re-time the conversions.
+are compared with transformers' fp32 logits by ``image_prompt_parity``. The exact text GGUF and
+the projector also run an audio prompt (a ``--audio-seconds`` clip) in the patched runtime
+(``gemma3n-gguf runtime build``, ``0002-gemma3n-audio.patch``), compared with transformers by
+``audio_runtime_parity``: soft tokens, their per-token cosine, and the logits after the clip. The
+figures are deterministic, so ``--repeat 1`` is enough; more repeats only re-time the conversions.
 
 What the option costs at real sizes: ``convert --outtype f16 --dry-run --json`` of each size preset
 (built once in WORKDIR, as the other benches build it) with and without it, so the planned
@@ -24,6 +27,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from audio_encode import clip  # noqa: E402
 from harness import bench_parser, ensure_checkpoint, write_results  # noqa: E402
 from measure import run_measured  # noqa: E402
 from report import render_results  # noqa: E402
@@ -48,6 +52,21 @@ def prompt_parity(checkpoint: Path, texts: dict[str, Path], projector: Path) -> 
     return parity
 
 
+def audio_prompt_parity(checkpoint: Path, text: Path, projector: Path, seconds: float) -> dict:
+    """One audio prompt in the patched runtime against transformers (the tower and the streamed text model)."""
+    from gemma3n_gguf.runtime.build import build_runtime
+    from gemma3n_gguf.validate.multimodal.audio_runtime import (
+        AUDIO_PROMPT,
+        AudioReference,
+        audio_runtime_parity,
+        run_in_runtime,
+    )
+
+    wave = clip(seconds)
+    run = run_in_runtime(build_runtime(fetch=False), text, projector, [wave], prompt=AUDIO_PROMPT)[0]
+    return {"seconds": seconds, **audio_runtime_parity(AudioReference(checkpoint), run, wave).to_dict()}
+
+
 def planned_sizes(checkpoint: Path) -> dict:
     """The f16 conversion's plan with and without exact tokens: file bytes and the untied output's size."""
     plans = {}
@@ -66,6 +85,7 @@ def main() -> None:
     parser = bench_parser(__doc__, default_preset="tiny-mm")
     parser.add_argument("--size-presets", default="e2b-shape,e4b-shape",
                         help="presets whose f16 plan prices the option (default e2b-shape,e4b-shape)")
+    parser.add_argument("--audio-seconds", type=float, default=4.0, help="the audio prompt's clip (default 4 s)")
     parser.set_defaults(repeat=1)
     args = parser.parse_args()
     work = args.workdir / f"exact-mm-{args.preset}"
@@ -85,6 +105,7 @@ def main() -> None:
             texts[role] = out
     projector = next(work.glob("mmproj-*.gguf"))  # the only projector: the exact run wrote it
     checks = {"text_type": "f32", "projector": projector.name, "parity": prompt_parity(ckpt, texts, projector),
+              "audio": audio_prompt_parity(ckpt, texts["exact"], projector, args.audio_seconds),
               "f16_plans": {preset: planned_sizes(ensure_checkpoint(args.workdir, preset))
                             for preset in filter(None, args.size_presets.split(","))}}
     path = write_results(BENCH, args, runs, checks)

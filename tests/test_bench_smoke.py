@@ -145,6 +145,12 @@ def test_quality_bench_records_its_figures(bench, tmp_path_factory):
         assert (plans["exact"]["output_parameters"], plans["plain"]["output_parameters"]) == (1280 * 2048, 0)
         assert plans["exact"]["file_bytes"] - plans["plain"]["file_bytes"] >= 2 * 1280 * 2048
         assert "without `--exact-mm-tokens`" in rendered and "`tiny-mm` +3 M parameters" in rendered
+        # the audio prompt in the patched runtime: transformers' 188 soft tokens per clip, 25 of them
+        # from the tower for 4 s (64000 samples -> 397 frames -> two stride-2 convs -> every 4th)
+        audio = checks["audio"]
+        assert (audio["n_tokens"], audio["n_reference_tokens"], audio["n_encoder_tokens"]) == (188, 188, 25)
+        assert audio["min_cosine"] >= 0.999 and audio["after_audio"]["top1_agreement"] == 1.0
+        assert "An audio prompt (4 s clip)" in rendered
 
 
 def _quality_command(bench: str, work: Path, results_dir: Path, plot: Path, options: list[str]) -> list[str]:

@@ -81,8 +81,21 @@ def render_exact_mm(results: dict) -> list[str]:
             f"with it, {after(exact)}. Before the image, without and with: top-1 "
             f"{100 * before[0]['top1_agreement']:.1f}% and {100 * before[1]['top1_agreement']:.1f}%, mean KLD "
             f"{before[0]['mean_kld']:.2g} and {before[1]['mean_kld']:.2g}.", "",
+            *_audio_prompt(checks.get("audio")),
             *table([row(label_of(by_role(results, role)), by_role(results, role)) for role in ("exact", "plain")]),
             *_exact_mm_cost(checks.get("f16_plans", {}))]
+
+
+def _audio_prompt(audio: dict | None) -> list[str]:
+    """The audio prompt in the patched runtime, with exact tokens, against transformers."""
+    if audio is None:
+        return []
+    after = audio["after_audio"]
+    return [f"An audio prompt ({audio['seconds']:g} s clip) with the exact-token text GGUF and the same projector, in "
+            f"the patched runtime: {audio['n_tokens']} soft tokens (transformers: {audio['n_reference_tokens']}; "
+            f"{audio['n_encoder_tokens']} from the audio tower, the rest padding), each within cosine "
+            f"{audio['min_cosine']:.7f} of transformers'; at the {after['n_positions']} text positions after the clip, "
+            f"top-1 {100 * after['top1_agreement']:.1f}%, mean KLD {after['mean_kld']:.3g}.", ""]
 
 
 def _exact_mm_cost(plans: dict[str, dict]) -> list[str]:
