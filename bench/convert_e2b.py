@@ -4,8 +4,8 @@ one run, REPEAT times each, and record every run in bench/results/convert_e2b.js
 
     python bench/convert_e2b.py [--repeat 3] [--preset e2b-shape] [--compare] [--skip-reference]
 
-The checkpoint (10.9 GB, Google-style saving so both converters produce a complete file) is
-built once in WORKDIR and reused. Each converter runs alone, as a child process; the repeats
+The checkpoint (Google-style saving so both converters produce a complete file; its parameters and
+bytes are recorded in the results' checks) is built once in WORKDIR and reused. Each converter runs alone, as a child process; the repeats
 alternate between the two tools. The reference converter needs about 20 GiB of RAM.
 """
 
@@ -36,7 +36,7 @@ def main() -> None:
     ckpt = ensure_checkpoint(args.workdir, args.preset)
     warm_page_cache(ckpt)
     ours_out, ref_out = args.workdir / "ours-bf16.gguf", args.workdir / "reference-bf16.gguf"
-    runs, checks = [], {}
+    runs, checks = [], {"checkpoint": checkpoint_size(ckpt)}
     for repeat in range(args.repeat):
         print(f"[{repeat + 1}/{args.repeat}] {OURS}", flush=True)
         ours = run_measured(OURS, [sys.executable, "-m", "gemma3n_gguf", "convert", str(ckpt), "-o", str(ours_out),
@@ -53,6 +53,17 @@ def main() -> None:
         ours_out.unlink(missing_ok=True)
     path = write_results(BENCH, args, runs, checks)
     print(render_results(json.loads(path.read_text())), f"\nwrote {path}", sep="\n")
+
+
+def checkpoint_size(checkpoint: Path) -> dict:
+    """What both converters read: the checkpoint's parameters and its safetensors bytes on disk."""
+    from math import prod
+
+    from gemma3n_gguf.core.checkpoint import Checkpoint
+
+    tensors = Checkpoint(checkpoint).tensors.values()
+    return {"parameters": sum(prod(t.shape) for t in tensors),
+            "safetensors_bytes": sum(path.stat().st_size for path in checkpoint.glob("*.safetensors"))}
 
 
 def compare_tensors(ours: Path, reference: Path) -> dict:

@@ -7,6 +7,7 @@ once; this test never downloads)."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import peers
 import pytest
 import report
 from harness import RESULT_FIELDS, RUN_FIELDS
+from safetensors import safe_open
 
 ROOT = Path(__file__).resolve().parent.parent
 PRESET = "tiny-text"
@@ -76,7 +78,20 @@ def test_bench_script_records_every_field(bench, bench_dirs):
         assert outputs["ours"] > 2**20 and outputs["peer_convert"] > 2**20
         tensors = results["checks"]["tensors"]
         assert tensors["identical"] == tensors["tensors"] > 0 and not tensors["different"]
+    if bench == "convert_e2b":
+        assert results["checks"]["checkpoint"] == _checkpoint_size(workdir / PRESET)
+        assert f"The `{PRESET}` checkpoint: " in report.render_results(results)
     assert "| `gemma3n-gguf " in report.render_results(results)
+
+
+def _checkpoint_size(checkpoint: Path) -> dict:
+    """Parameters and bytes of a checkpoint's shards, read with the safetensors library itself."""
+    shards = sorted(checkpoint.glob("*.safetensors"))
+    parameters = 0
+    for shard in shards:
+        with safe_open(shard, "np") as f:
+            parameters += sum(math.prod(f.get_slice(name).get_shape()) for name in f.keys())
+    return {"parameters": parameters, "safetensors_bytes": sum(shard.stat().st_size for shard in shards)}
 
 
 def test_audio_encode_bench_records_both_sides(tmp_path):

@@ -22,11 +22,21 @@ def tensors_line(checks: dict, what: str) -> str:
 
 def render_convert(results: dict) -> list[str]:
     ours, peer = by_role(results, "ours"), by_role(results, "peer_convert")
-    lines = table([row(label_of(ours), ours), row(f"{label_of(peer)} ({results['peer']} sdist)", peer)])
+    lines = _checkpoint_line(results)
+    lines += table([row(label_of(ours), ours), row(f"{label_of(peer)} ({results['peer']} sdist)", peer)])
     lines += ["", tensors_line(results["checks"], "bf16")]
     if median_wall(ours) and median_wall(peer):
         lines[-1] += f" Ours takes {median_wall(ours) / median_wall(peer):.2f}x the reference's median wall time."
     return lines
+
+
+def _checkpoint_line(results: dict) -> list[str]:
+    """The converted checkpoint's size, when the run recorded it."""
+    size = results["checks"].get("checkpoint")
+    if size is None:
+        return []
+    return [f"The `{results['preset']}` checkpoint: {size['parameters'] / 1e9:.2f} B parameters, "
+            f"{size['safetensors_bytes'] / 1e9:.1f} GB of safetensors.", ""]
 
 
 def render_quantize(results: dict) -> list[str]:
