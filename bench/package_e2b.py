@@ -2,12 +2,14 @@
 towers) and record wall time and peak RSS per stage in bench/results/package_e2b.json.
 
     python bench/package_e2b.py [--repeat 3] [--preset e2b-shape] [--target llama.cpp] [--chunks 2]
+                                [--schemes Q4_K_M,Q8_0]
 
 Stages, each its own child process so each has its own peak RSS: ``quantize`` per scheme, the
 projector (``convert --mmproj-only``), ``validate`` per scheme (transformers reference and
-llama.cpp; the first one fills the reference cache), ``modelfile``; then ``package`` end to end
-into a fresh directory (with the reference cache warm), and ``package`` again on that directory,
-which must skip every step. The checkpoint is built once in WORKDIR and reused.
+llama.cpp; the first one fills the reference cache), ``modelfile`` (first scheme); then ``package``
+end to end into a fresh directory (with the reference cache warm), and ``package`` again on that
+directory, which must skip every step. The checkpoint is built once in WORKDIR and reused. A smoke
+run may pass one scheme: every stage still runs once.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from harness import bench_parser, ensure_checkpoint, warm_page_cache, write_resu
 from measure import run_measured  # noqa: E402
 
 BENCH = "package_e2b"
-SCHEMES = ("Q4_K_M", "Q8_0")
+SCHEMES = "Q4_K_M,Q8_0"
 CLI = [sys.executable, "-m", "gemma3n_gguf"]
 
 
@@ -37,21 +39,22 @@ def stages(ckpt: Path, work: Path, args, towers: bool) -> list[tuple[str, list[s
     common = ["--chunks", str(args.chunks), "--cache-dir", str(work / "reference-cache")]
     projector = work / "stages" / "mmproj.gguf"
     out = []
-    for scheme in SCHEMES:
+    for scheme in args.schemes:
         model = work / "stages" / f"{scheme}.gguf"
         out.append((f"quantize_{scheme}", [*CLI, "quantize", str(ckpt), "-s", scheme, "--target", args.target,
                                            "-o", str(model), "--json"], model))
     if towers:
         out.append(("projector", [*CLI, "convert", str(ckpt), "--mmproj-only", "-o", str(projector), "--json"],
                     projector))
-    for scheme in SCHEMES:
+    for scheme in args.schemes:
         model = work / "stages" / f"{scheme}.gguf"
         out.append((f"validate_{scheme}", [*CLI, "validate", str(model), "--reference", str(ckpt), *common,
                                            *(["--mmproj", str(projector)] if towers else []), "--json"], None))
-    out.append(("modelfile", [*CLI, "modelfile", str(work / "stages" / "Q4_K_M.gguf"), "--checkpoint", str(ckpt),
+    first_model = work / "stages" / f"{args.schemes[0]}.gguf"
+    out.append(("modelfile", [*CLI, "modelfile", str(first_model), "--checkpoint", str(ckpt),
                               *(["--mmproj", str(projector)] if towers else []),
                               "-o", str(work / "stages" / "Modelfile")], work / "stages" / "Modelfile"))
-    package = [*CLI, "package", str(ckpt), "--schemes", ",".join(SCHEMES), "--target", args.target,
+    package = [*CLI, "package", str(ckpt), "--schemes", ",".join(args.schemes), "--target", args.target,
                "-o", str(work / "dist"), *common, *(["--mmproj"] if towers else []), "--json"]
     out += [("package", package, work / "dist" / "SHA256SUMS"), ("package_rerun", package, work / "dist" / "SHA256SUMS")]
     return out
@@ -65,6 +68,8 @@ def main() -> None:
     parser = bench_parser(__doc__, default_preset="e2b-shape")
     parser.add_argument("--target", default="llama.cpp", help="runtime profile (llama.cpp, ollama, lmstudio)")
     parser.add_argument("--chunks", type=int, default=2, help="validation windows of 512 tokens (default 2)")
+    parser.add_argument("--schemes", default=SCHEMES, type=lambda text: text.split(","),
+                        help=f"schemes quantized, validated and packaged (default {SCHEMES}; one for a smoke run)")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     ckpt = ensure_checkpoint(args.workdir, args.preset)
