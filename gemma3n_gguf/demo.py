@@ -3,7 +3,8 @@
 Convert (text + projector), quantize in one pass, validate text (KLD against transformers) and
 image and audio embeddings, record a CI baseline and gate a rebuilt file against it, write an
 Ollama Modelfile, and package everything. Every row has a bound; any row out of bounds (or any
-step that fails) makes ``gemma3n-gguf demo`` exit 1.
+step that fails) makes ``gemma3n-gguf demo`` exit 1. A validated file out of bounds stops the
+demo after that file's rows: the later steps would build on a file already known to be off.
 """
 
 from __future__ import annotations
@@ -59,15 +60,17 @@ def run_demo(out: Path, console: Console) -> list[DemoRow]:
             make_checkpoint(checkpoint, PRESET, seed=0, overwrite=True)
     image, audio = _media(out)
     files = _build_files(checkpoint, out, console, rows)
-    if files:
+    validated = files is not None and _validate(checkpoint, out, *files, image, audio, console, rows)
+    if validated:
         text_models, projector = files
-        _validate(checkpoint, out, text_models, projector, image, audio, console, rows)
         _modelfile(checkpoint, out, text_models["Q4_K_M"], projector, rows)
         packaged = _package(checkpoint, out, image, console, rows)
         _gate(checkpoint, out, text_models["Q4_K_M"], packaged, console, rows)
     console.print(_table(rows))
     failed = [r for r in rows if r.failure]
-    verdict = "[bold green]all within bounds[/bold green]" if not failed else f"[bold red]{len(failed)} out of bounds[/bold red]"
+    stopped = "" if validated else ", the later steps not run"
+    verdict = ("[bold green]all within bounds[/bold green]" if not failed
+               else f"[bold red]{len(failed)} out of bounds{stopped}[/bold red]")
     console.print(f"{verdict} ({time.perf_counter() - started:.0f} s). Next: gemma3n-gguf package "
                   f"{checkpoint} --mmproj -o dist", highlight=False)
     return rows
@@ -118,7 +121,8 @@ def _build_files(checkpoint: Path, out: Path, console: Console, rows) -> tuple[d
     return built, projector
 
 
-def _validate(checkpoint, out, models, projector, image, audio, console, rows) -> None:
+def _validate(checkpoint, out, models, projector, image, audio, console, rows) -> bool:
+    """Validate each text model with the projector, in order; False after the first model out of bounds."""
     validator = Validator(checkpoint, chunks=CHUNKS, cache_dir=out / "reference-cache")
     for kind, path in models.items():
         # Audio runs on the reference path (llama.cpp has no Gemma 3n audio graph): once is enough.
@@ -128,7 +132,7 @@ def _validate(checkpoint, out, models, projector, image, audio, console, rows) -
                 report = validator.validate(path, mmproj=projector, images=[image], audios=audios)
             except Gemma3nGGUFError as exc:
                 rows.append(DemoRow(f"validate {kind}", "error", "runs", str(exc)))
-                continue
+                return False
         max_kld, min_top1 = TEXT_BOUNDS[kind]
         kld, top1 = report.kld.kld_mean.value, report.kld.same_top1.value
         failure = None if kld <= max_kld and top1 >= min_top1 else "out of bounds"
@@ -139,6 +143,9 @@ def _validate(checkpoint, out, models, projector, image, audio, console, rows) -
             ok = cosine is not None and cosine >= bound
             rows.append(DemoRow(f"{medium} embeddings ({kind})", f"cosine {cosine:.6f}" if cosine is not None else "none",
                                 f">= {bound}", None if ok else "out of bounds"))
+        if any(row.failure for row in rows):
+            return False
+    return True
 
 
 def _gate(checkpoint, out, model, packaged: Path | None, console, rows) -> None:

@@ -26,9 +26,12 @@ def test_demo_passes_then_fails_when_a_bound_is_tightened(capsys, tmp_path, monk
         assert step in run.out
     assert (tmp_path / "dist" / "SHA256SUMS").is_file() and (tmp_path / "Modelfile").is_file()
 
-    # Same directory: the checkpoint, reference cache and package are reused, so this run is short.
-    monkeypatch.setitem(demo.TEXT_BOUNDS, "Q4_K_M", (1e-9, 0.9))
+    # Same directory: the checkpoint and reference cache are reused, and the first validated file out
+    # of bounds stops the demo, so this run is short.
+    monkeypatch.setitem(demo.TEXT_BOUNDS, "F16", (1e-9, 0.99))
     run = run_cli(capsys, "demo", "-o", tmp_path)
     assert run.code == 1
-    (row,) = [line for line in run.out.splitlines() if "text Q4_K_M" in line]
+    (row,) = [line for line in run.out.splitlines() if "text F16" in line]
     assert "out of bounds" in row
+    assert "1 out of bounds, the later steps not run" in run.out
+    assert "text Q8_0" not in run.out and "CI gate vs baseline" not in run.out
