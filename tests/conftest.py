@@ -6,6 +6,7 @@ and nothing is mocked.
 
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
 
@@ -41,6 +42,29 @@ def tiny_text_checkpoint(tmp_path_factory) -> Path:
 def tiny_text_google_checkpoint(tmp_path_factory) -> Path:
     """tiny-text saved the way Google's releases are (K/V kept, 4.5x config keys)."""
     return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-text-google", "tiny-text", seed=0, saving="google")
+
+
+def run_wide_checkpoint(tmp_path_factory, preset: str) -> Path:
+    """``preset`` (seed 0) built once for the whole run, not once per pytest-xdist worker: the workers'
+    base temporary directories share a parent, and a lock makes the first worker build it while another
+    that needs it waits. Only for checkpoints no test modifies."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    out = root / "run-wide" / preset
+    out.parent.mkdir(exist_ok=True)
+    with open(out.parent / f"{preset}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not out.is_dir():  # make_checkpoint renames a finished directory into place
+            make_checkpoint(out, preset, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_mm_300m_checkpoint(tmp_path_factory) -> Path:
+    """tiny-mm with timm's full mobilenetv5_300m_enc (294 M random weights, ~11 s to build): read by the
+    golden outputs and the full-layout parity test, which may run on different workers."""
+    return run_wide_checkpoint(tmp_path_factory, "tiny-mm-300m")
 
 
 def gguf_factory(checkpoint: Path, tmp_path_factory):

@@ -18,9 +18,9 @@ from golden.outputs import HASHES, build_outputs
 pytestmark = pytest.mark.slow
 
 
-def test_every_output_is_byte_identical_to_the_recorded_one(tmp_path):
+def test_every_output_is_byte_identical_to_the_recorded_one(tmp_path, tiny_mm_300m_checkpoint):
     expected = json.loads(HASHES.read_text())
-    actual = build_outputs(tmp_path)
+    actual = build_outputs(tmp_path, prebuilt={"tiny-mm-300m": tiny_mm_300m_checkpoint})
     assert sorted(actual) == sorted(expected)
     changed = sorted(name for name in expected if actual[name] != expected[name])
     assert changed == []

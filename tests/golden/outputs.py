@@ -75,8 +75,9 @@ def _fill(arg: str, checkpoints: dict[str, Path], out: Path, evaltext: Path) -> 
     return arg.replace("{out}", str(out)).replace("{evaltext}", str(evaltext))
 
 
-def build_outputs(work: Path) -> dict[str, str]:
-    """Build every checkpoint and output under ``work``; return {output name: sha256}."""
+def build_outputs(work: Path, prebuilt: dict[str, Path] | None = None) -> dict[str, str]:
+    """Build every checkpoint and output under ``work``; return {output name: sha256}. ``prebuilt``:
+    checkpoints of CHECKPOINTS already built elsewhere (same preset, seed and saving), linked in."""
     from typer.testing import CliRunner
 
     from gemma3n_gguf.cli import app
@@ -86,7 +87,8 @@ def build_outputs(work: Path) -> dict[str, str]:
     evaltext = Path("calibration.txt")  # a relative path: the imatrix records its dataset's name
     shutil.copyfile(Path(__import__("gemma3n_gguf").__file__).parent / "data" / "eval-text.txt", work / evaltext)
     with contextlib.chdir(work):  # relative paths: the imatrix file's path is written into the GGUF
-        checkpoints = {name: make_checkpoint(Path("ckpt") / name, preset, seed=0, saving=saving)
+        checkpoints = {name: _linked(Path("ckpt") / name, (prebuilt or {}).get(name))
+                           or make_checkpoint(Path("ckpt") / name, preset, seed=0, saving=saving)
                        for name, (preset, saving) in CHECKPOINTS.items()}
         out = Path("out")
         out.mkdir(exist_ok=True)
@@ -98,6 +100,14 @@ def build_outputs(work: Path) -> dict[str, str]:
                 raise RuntimeError(f"{' '.join(argv)} exited {result.exit_code}: {result.output}")
         names = sorted({*CONVERT, *QUANTIZE, *(n for extra in EXTRA_OUTPUTS.values() for n in extra)})
         return {name: _sha256(out / name) for name in names}
+
+
+def _linked(link: Path, target: Path | None) -> Path | None:
+    if target is None:
+        return None
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(target.resolve(), target_is_directory=True)
+    return link
 
 
 def _sha256(path: Path) -> str:

@@ -7,15 +7,14 @@ import pytest
 
 from gemma3n_gguf.convert import convert
 from gemma3n_gguf.convert.projector.convert import convert_mmproj
-from gemma3n_gguf.fixtures import make_checkpoint
 from gemma3n_gguf.validate.multimodal.mtmd import MtmdSession
 from gemma3n_gguf.validate.multimodal.checks import VisionReference, image_embedding_parity
 
 pytestmark = pytest.mark.slow
 
 
-def test_full_mobilenetv5_300m_layout_matches_transformers(tmp_path):
-    ckpt = make_checkpoint(tmp_path / "tiny-mm-300m", "tiny-mm-300m", seed=0)
+def test_full_mobilenetv5_300m_layout_matches_transformers(tiny_mm_300m_checkpoint, tmp_path):
+    ckpt = tiny_mm_300m_checkpoint
     text = convert(ckpt, tmp_path / "text.gguf", outtype="f16").path
     projector = convert_mmproj(ckpt, tmp_path / "mmproj.gguf", mmproj_type="f16")
     assert projector.plan.blocks_per_stage == [3, 5, 37, 39]
