@@ -33,13 +33,19 @@ BENCHES = {
 
 
 @pytest.fixture(scope="module")
-def bench_dirs(tmp_path_factory) -> tuple[Path, Path]:
+def workdir(tmp_path_factory) -> Path:
+    """One workdir for every script: each tiny checkpoint is built once (tiny-text for five scripts,
+    tiny-mm for two), and each script keeps its outputs in its own subdirectory or file names."""
+    return tmp_path_factory.mktemp("bench") / "work"
+
+
+@pytest.fixture(scope="module")
+def bench_dirs(workdir, tmp_path_factory) -> tuple[Path, Path]:
     try:
         peers.llama_cpp_tree(download=False)
     except peers.PeerMissing as missing:
         pytest.fail(str(missing))
-    root = tmp_path_factory.mktemp("bench")
-    return root / "work", root / "results"  # one workdir: the checkpoint is built once for both scripts
+    return workdir, tmp_path_factory.mktemp("results")
 
 
 @pytest.mark.parametrize("bench", BENCHES)
@@ -94,12 +100,12 @@ def _checkpoint_size(checkpoint: Path) -> dict:
     return {"parameters": parameters, "safetensors_bytes": sum(shard.stat().st_size for shard in shards)}
 
 
-def test_audio_encode_bench_records_both_sides(tmp_path):
+def test_audio_encode_bench_records_both_sides(workdir, tmp_path):
     """bench/audio_encode.py on tiny-mm (4 s of audio): the patched runtime and transformers, one
     run each, and their soft tokens compared (the runtime comes from .ci/run's install step)."""
     results_dir = tmp_path / "results"
     done = subprocess.run([sys.executable, str(ROOT / "bench" / "audio_encode.py"), "--repeat", "1", "--preset",
-                           "tiny-mm", "--seconds", "4", "--workdir", str(tmp_path / "work"), "--results-dir",
+                           "tiny-mm", "--seconds", "4", "--workdir", str(workdir), "--results-dir",
                            str(results_dir)], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
     results = json.loads((results_dir / "audio_encode.tiny-mm.json").read_text())
@@ -127,11 +133,11 @@ QUALITY_BENCHES = {
 
 
 @pytest.mark.parametrize("bench", QUALITY_BENCHES)
-def test_quality_bench_records_its_figures(bench, tmp_path_factory):
-    work, results_dir = tmp_path_factory.mktemp(bench), tmp_path_factory.mktemp("results")
+def test_quality_bench_records_its_figures(bench, workdir, tmp_path_factory):
+    results_dir = tmp_path_factory.mktemp("results")
     options, roles = QUALITY_BENCHES[bench]
-    plot = work / "sweep.png"
-    done = subprocess.run(_quality_command(bench, work, results_dir, plot, options), capture_output=True, text=True,
+    plot = results_dir / "sweep.png"
+    done = subprocess.run(_quality_command(bench, workdir, results_dir, plot, options), capture_output=True, text=True,
                           cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
     results = json.loads((results_dir / f"{bench}.json").read_text())
