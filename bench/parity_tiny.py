@@ -37,7 +37,7 @@ def parity_ids() -> np.ndarray:
 
 
 def parity_of(gguf: Path, outtype: str, reference_logits: np.ndarray, ids: np.ndarray) -> dict:
-    from gemma3n_gguf.reference.runners import LlamaCppRunner
+    from gemma3n_gguf.reference.llama_runner import LlamaCppRunner
     from gemma3n_gguf.validate.metrics.bounds import PARITY_BOUNDS
     from gemma3n_gguf.validate.metrics.parity import parity_stats
 

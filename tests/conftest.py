@@ -113,7 +113,7 @@ def tiny_text_reference_logits(tiny_text_checkpoint, parity_ids):
 
 
 def llama_logits(gguf_path, ids):
-    from gemma3n_gguf.reference.runners import LlamaCppRunner
+    from gemma3n_gguf.reference.llama_runner import LlamaCppRunner
 
     with LlamaCppRunner(gguf_path, n_ctx=512) as runner:
         return next(runner.iter_window_logits([ids]))

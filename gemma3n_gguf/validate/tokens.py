@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gemma3n_gguf.core.errors import CheckpointError, ValidationError
-from gemma3n_gguf.reference.runners import tokenize_with_llama
+from gemma3n_gguf.reference.llama_runner import tokenize_with_llama
 
 SOURCE_REFERENCE = "reference (transformers tokenizer of the checkpoint)"
 SOURCE_GGUF = "gguf (llama.cpp tokenizer of the first candidate; the reference has no tokenizer files)"

@@ -6,7 +6,7 @@ import pytest
 from gguf import GGUFReader
 
 from gemma3n_gguf.model.vocab import tokenization_corpus
-from gemma3n_gguf.reference.runners import tokenize_with_llama
+from gemma3n_gguf.reference.llama_runner import tokenize_with_llama
 
 pytestmark = pytest.mark.slow
 

@@ -58,7 +58,7 @@ def test_mixed_widths_fail_in_stock_llama_cpp_as_the_verdict_says(official_slice
 
 _RUN = """
 import sys, numpy as np
-from gemma3n_gguf.reference.runners import LlamaCppRunner
+from gemma3n_gguf.reference.llama_runner import LlamaCppRunner
 ids = np.load(sys.argv[2])
 with LlamaCppRunner(sys.argv[1], n_ctx=512) as runner:
     np.save(sys.argv[3], next(runner.iter_window_logits([ids])))

@@ -15,7 +15,7 @@ from gguf import GGUFReader
 
 from gemma3n_gguf.convert import convert
 from gemma3n_gguf.model.vocab import MULTIMODAL_TOKENS, tokenization_corpus
-from gemma3n_gguf.reference.runners import tokenize_with_llama
+from gemma3n_gguf.reference.llama_runner import tokenize_with_llama
 from cli_helpers import run_cli
 
 LAYOUTS = ["transformers4", "transformers5"]

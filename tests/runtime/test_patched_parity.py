@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 CANDIDATE = """
 import sys
 import numpy as np
-from gemma3n_gguf.reference.runners import LlamaCppRunner
+from gemma3n_gguf.reference.llama_runner import LlamaCppRunner
 from gemma3n_gguf.validate.multimodal.checks import synthetic_image
 from gemma3n_gguf.validate.multimodal.mtmd import MtmdSession
 

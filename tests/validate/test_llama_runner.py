@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gemma3n_gguf.core.errors import GGUFFileError, ValidationError
-from gemma3n_gguf.reference.runners import LlamaCppRunner, tokenize_with_llama
+from gemma3n_gguf.reference.llama_runner import LlamaCppRunner, tokenize_with_llama
 
 from .conftest import BOS_ID
 

@@ -7,7 +7,7 @@ import llama_cpp
 import numpy as np
 import pytest
 
-from gemma3n_gguf.reference.runners import LlamaCppRunner
+from gemma3n_gguf.reference.llama_runner import LlamaCppRunner
 
 N_CTX = 128
 THREADS = 1
@@ -53,7 +53,7 @@ def test_llama_cpp_holds_logits_only_for_the_scored_rows(tiny_text_gguf_factory)
     first_row = N_CTX // 2
     with LlamaCppRunner(tiny_text_gguf_factory("f32"), n_ctx=N_CTX, n_threads=THREADS) as runner:
         (rows,) = runner.iter_window_logits(_windows(count=1), first_row=first_row)
-        ctx = runner._llm.ctx  # the context the runner decoded with: what did llama.cpp keep?
+        ctx = runner._ctx  # the context the runner decoded with: what did llama.cpp keep?
         assert not llama_cpp.llama_get_logits_ith(ctx, first_row - 1)  # NULL: row never requested
         first = llama_cpp.llama_get_logits_ith(ctx, first_row)
         last = llama_cpp.llama_get_logits_ith(ctx, N_CTX - 1)

@@ -13,6 +13,7 @@ import pytest
 
 from .conftest import PIPELINE_CHUNKS
 from gemma3n_gguf.reference import runners
+from gemma3n_gguf.reference.llama_runner import LlamaCppRunner
 from gemma3n_gguf.reference.evaltext import default_eval_text
 from gemma3n_gguf.validate.pipeline import Validator, validate
 
@@ -60,7 +61,7 @@ def test_pipeline_reproduces_a_direct_computation(tiny_text_checkpoint, tiny_tex
     ids = AutoTokenizer.from_pretrained(tiny_text_checkpoint)(default_eval_text().text)["input_ids"]
     windows = [[BOS] + ids[i * N_CTX + 1:(i + 1) * N_CTX] for i in range(2)]
     reference = runners.TransformersRunner(tiny_text_checkpoint)
-    with runners.LlamaCppRunner(model, n_ctx=N_CTX) as candidate:
+    with LlamaCppRunner(model, n_ctx=N_CTX) as candidate:
         parts = [_direct_scores(r, c, w) for r, c, w in zip(
             reference.iter_window_logits(windows), candidate.iter_window_logits(windows), windows)]
     kld, nll_ref, nll_cand, same = (np.concatenate(column) for column in zip(*parts))

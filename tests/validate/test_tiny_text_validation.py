@@ -16,7 +16,8 @@ import pytest
 from gemma3n_gguf.reference.identity import checkpoint_fingerprint
 from gemma3n_gguf.validate.metrics.kld import KLDAccumulator, parity_stats
 from gemma3n_gguf.reference.cache import ReferenceCache, reference_key
-from gemma3n_gguf.reference.runners import LlamaCppRunner, TransformersRunner
+from gemma3n_gguf.reference.runners import TransformersRunner
+from gemma3n_gguf.reference.llama_runner import LlamaCppRunner
 from gemma3n_gguf.reference.windows import plan_windows
 
 pytestmark = pytest.mark.slow

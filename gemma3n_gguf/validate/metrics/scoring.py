@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from gemma3n_gguf.validate.metrics.kld import KLDAccumulator, ReferenceRows
 from gemma3n_gguf.reference.cache import CachedReference
 from gemma3n_gguf.validate.report import ConfidentTop1
-from gemma3n_gguf.reference.runners import LlamaCppRunner
+from gemma3n_gguf.reference.llama_runner import LlamaCppRunner
 from gemma3n_gguf.reference.windows import WindowPlan
 
 CONFIDENT_GAP = 0.1  # nats; parity-and-fixtures.md §3
