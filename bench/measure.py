@@ -13,6 +13,7 @@ on a 10 GB mapping) and reports USS/PSS, not the split; psutil only lists the de
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import threading
@@ -21,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import psutil
+from confine import MemoryCgroup
 
 SAMPLE_SECONDS = 0.05
 _STATUS_KEYS = {"VmHWM": "hwm", "RssAnon": "anon", "RssFile": "file"}
@@ -35,6 +37,10 @@ class Measurement:
     output_bytes: int | None = None
     peak_rss_anon_bytes: int = 0
     peak_rss_file_bytes: int = 0
+    # set only for a run confined to a memory cgroup (confine.py)
+    memory_limit_bytes: int | None = None
+    cgroup_peak_bytes: int | None = None
+    oom_kills: int | None = None
 
     @property
     def peak_rss_gib(self) -> float:
@@ -44,6 +50,9 @@ class Measurement:
         """One run as stored in a results file (harness.RUN_FIELDS); ``role`` is the stable key
         report.py finds the run by ("ours", "peer_convert", ...), the label what the table shows."""
         fields = asdict(self)
+        if self.memory_limit_bytes is None:
+            for name in ("memory_limit_bytes", "cgroup_peak_bytes", "oom_kills"):
+                del fields[name]
         return {"tool": fields.pop("label"), "role": role, "repeat": repeat, "exit": fields.pop("returncode"),
                 "wall_s": round(fields.pop("seconds"), 3), **fields, **extra}
 
@@ -98,21 +107,28 @@ class PeakMemoryMonitor(threading.Thread):
 
 
 def run_measured(label: str, cmd: list[str], log_path: str | None = None, env: dict | None = None,
-                 output: Path | None = None) -> Measurement:
-    """With ``output``, the size of the file the command wrote is recorded too."""
+                 output: Path | None = None, memory_limit: int | None = None) -> Measurement:
+    """With ``output``, the size of the file the command wrote is recorded too. With
+    ``memory_limit``, the command runs in a memory cgroup of that many bytes (confine.py; raises
+    ConfinementUnavailable where the machine allows none)."""
+    cgroup = MemoryCgroup(memory_limit) if memory_limit is not None else contextlib.nullcontext()
     log = open(log_path, "w") if log_path else subprocess.DEVNULL
     try:
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        monitor = PeakMemoryMonitor(proc.pid)
-        monitor.start()
-        _, status = os.waitpid(proc.pid, 0)
-        seconds = time.perf_counter() - start
-        monitor.stop()
+        with cgroup:
+            start = time.perf_counter()
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                    preexec_fn=cgroup.enter if memory_limit is not None else None)
+            monitor = PeakMemoryMonitor(proc.pid)
+            monitor.start()
+            _, status = os.waitpid(proc.pid, 0)
+            seconds = time.perf_counter() - start
+            monitor.stop()
+            confinement = ({"memory_limit_bytes": memory_limit, "cgroup_peak_bytes": cgroup.peak_bytes,
+                            "oom_kills": cgroup.oom_kills} if memory_limit is not None else {})
     finally:
         if log_path:
             log.close()
     proc.returncode = os.waitstatus_to_exitcode(status)
     written = output.stat().st_size if output is not None and output.exists() else None
     return Measurement(label, seconds, monitor.peak_total, proc.returncode, written,
-                       monitor.peak_anon, monitor.peak_file)
+                       monitor.peak_anon, monitor.peak_file, **confinement)

@@ -49,6 +49,8 @@ QUANTIZE = "gemma3n-gguf quantize --scheme Q4_K_M (one pass)"
 VALIDATE = "gemma3n-gguf validate --reference-mode streamed (reference pass + Q4_K_M pass)"
 CONVERT_F16 = "gemma3n-gguf convert --outtype f16"
 PEER_BASE = "llama.cpp F16 base logits (llama-cpp-python)"
+CLI = [sys.executable, "-m", "gemma3n_gguf"]
+BOUNDED = ("validate", "sweep", "imatrix")
 
 
 def main() -> None:
@@ -105,44 +107,58 @@ def measure_preset(args: argparse.Namespace, preset: str) -> list[dict]:
         log = work / f"{preset}-{role}.log"
         result = run_measured(label, cmd, str(log), output=output)
         extra = {"preset": preset}
-        if role in ("validate", "peer_f16_base", "sweep", "imatrix") and result.returncode == 0:
+        if role in ("validate", "peer_f16_base", *BOUNDED) and result.returncode == 0:
             extra["report"] = _last_json(log)
         run = result.record(role, repeat, **extra)
         runs.append(run)
         return run
 
-    cli = [sys.executable, "-m", "gemma3n_gguf"]
     window_options = ["--ctx", str(args.ctx), "--chunks", str(args.chunks)]
     for repeat in range(args.repeat):
         if repeat == 0:
-            measured("quantize", QUANTIZE, [*cli, "quantize", str(ckpt), "-o", str(quantized), "--scheme", SCHEME,
-                                            "--json"], repeat, quantized)
-            measured("peer_f16_convert", CONVERT_F16, [*cli, "convert", str(ckpt), "--outtype", "f16", "-o", str(f16)],
+            measured("quantize", QUANTIZE, quantize_command(ckpt, quantized), repeat, quantized)
+            measured("peer_f16_convert", CONVERT_F16, [*CLI, "convert", str(ckpt), "--outtype", "f16", "-o", str(f16)],
                      repeat, f16)
-        cache = work / f"reference-cache-{preset}-{repeat}"  # empty: the reference pass runs every repeat
-        measured("validate", VALIDATE, [*cli, "validate", str(quantized), "--reference", str(ckpt), "--ctx",
-                                        str(args.ctx), "--chunks", str(args.chunks), "--cache-dir", str(cache),
-                                        "--reference-mode", "streamed", "--json"], repeat)
+        bounded = bounded_commands(args, ckpt, quantized, work / f"reference-cache-{preset}-{repeat}", preset)
+        measured("validate", VALIDATE, bounded["validate"], repeat)
         measured("peer_f16_base", PEER_BASE, [sys.executable, __file__, "--f16-base-pass", str(f16), str(ckpt),
                                               *window_options], repeat)
     f16.unlink()  # ~9 GB (e2b-shape) to 15 GB (e4b-shape) of disk
     if preset != args.preset:  # sweep and imatrix: on the main preset only
         quantized.unlink()
         return runs
-    if args.sweep_schemes:
-        measured("sweep", SWEEP, [*cli, "sweep", str(ckpt), "--schemes", args.sweep_schemes, "-o", str(work / "sweep"),
-                                  *window_options, "--cache-dir", str(work / f"sweep-cache-{preset}"),
-                                  "--delete-models", "--reference-mode", "streamed", "--json"], 0)
-    measured("imatrix", IMATRIX, [*cli, "imatrix", str(ckpt), "--text", str(EVAL_TEXT), *window_options,
-                                  "-o", str(work / f"{preset}-imatrix.gguf"), "--reference-mode", "streamed",
-                                  "--json"], 0)
+    if "sweep" in bounded:
+        measured("sweep", SWEEP, bounded["sweep"], 0)
+    measured("imatrix", IMATRIX, bounded["imatrix"], 0)
     return runs
+
+
+def quantize_command(ckpt: Path, quantized: Path) -> list[str]:
+    return [*CLI, "quantize", str(ckpt), "-o", str(quantized), "--scheme", SCHEME, "--json"]
+
+
+def bounded_commands(args: argparse.Namespace, ckpt: Path, quantized: Path, cache: Path, preset: str) -> dict:
+    """The commands held to the memory bound, by role: validate and sweep (unless --sweep-schemes
+    is empty) with reference caches under ``cache``, which must not exist yet (the reference pass
+    runs), and imatrix."""
+    work, windows = args.workdir, ["--ctx", str(args.ctx), "--chunks", str(args.chunks)]
+    commands = {
+        "validate": [*CLI, "validate", str(quantized), "--reference", str(ckpt), *windows,
+                     "--cache-dir", str(cache / "validate"), "--reference-mode", "streamed", "--json"],
+        "imatrix": [*CLI, "imatrix", str(ckpt), "--text", str(EVAL_TEXT), *windows,
+                    "-o", str(work / f"{preset}-imatrix.gguf"), "--reference-mode", "streamed", "--json"],
+    }
+    if args.sweep_schemes:
+        commands["sweep"] = [*CLI, "sweep", str(ckpt), "--schemes", args.sweep_schemes, "-o", str(work / "sweep"),
+                             *windows, "--cache-dir", str(cache / "sweep"), "--delete-models",
+                             "--reference-mode", "streamed", "--json"]
+    return commands
 
 
 def f16_base_pass(gguf: Path, checkpoint: Path, *, n_ctx: int, chunks: int) -> dict:
     """llama.cpp's logits for the windows the validator evaluates (its tokens, BOS rule and windows)."""
     from gemma3n_gguf.reference.evaltext import load_eval_text
-    from gemma3n_gguf.reference.runners import LlamaCppRunner
+    from gemma3n_gguf.reference.llama_runner import LlamaCppRunner
     from gemma3n_gguf.reference.windows import plan_windows
     from gemma3n_gguf.validate.compat import ReferenceInfo
     from gemma3n_gguf.validate.tokens import reference_token_ids
@@ -162,7 +178,7 @@ def f16_base_pass(gguf: Path, checkpoint: Path, *, n_ctx: int, chunks: int) -> d
 def preset_checks(runs: list[dict], bound: int) -> dict:
     validates = [run for run in runs if run["role"] == "validate"]
     bases = [run for run in runs if run["role"] == "peer_f16_base"]
-    bounded = [run for run in runs if run["role"] in ("validate", "sweep", "imatrix")]
+    bounded = [run for run in runs if run["role"] in BOUNDED]
     sweeps = [run for run in runs if run["role"] == "sweep"]
     reference_s = [run["report"]["reference"]["seconds"] for run in validates if "report" in run]
     base_s = [run["report"]["load_s"] + run["report"]["pass_s"] for run in bases if "report" in run]

@@ -1,0 +1,80 @@
+"""Does validating a real-size model fit in 3 GiB? ``validate``, ``sweep`` and ``imatrix`` on a real-size
+preset, each run inside a memory cgroup whose limit is the bound (confine.py), so that the kernel holds
+it there. Results in bench/results/validate_confined.json.
+
+    python bench/validate_confined.py [--repeat 1] [--preset e2b-shape] [--roles validate,sweep,imatrix]
+                                      [--bound-gib 3] [--ctx 512] [--chunks 4]
+
+Unconfined, a run's peak RSS also counts every page of the candidate GGUF that llama.cpp maps, which the
+kernel leaves in place while memory is free (bench/validate_e2b.py records that peak): it says what the run
+used on this 24 GiB machine, not what it needs. Confined, the kernel reclaims those file pages when the
+limit is reached and kills the run if its anonymous memory alone does not fit. The checkpoint and the GGUF
+are dropped from the page cache before each run, so that the run is charged for reading them. A role is
+within the bound when every run of it exited 0 and its peak RSS (VmHWM, file pages included) is at most
+the bound.
+
+The commands are bench/validate_e2b.py's (same windows, streamed reference, empty reference caches);
+the Q4_K_M GGUF is the one it quantizes (WORKDIR/PRESET-Q4_K_M.gguf), made here, unconfined, if missing.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from confine import evict_from_page_cache  # noqa: E402
+from harness import bench_parser, ensure_checkpoint, write_results  # noqa: E402
+from measure import run_measured  # noqa: E402
+from validate_e2b import BOUNDED, GIB, IMATRIX, QUANTIZE, SCHEME, SWEEP, VALIDATE, _last_json  # noqa: E402
+from validate_e2b import bounded_commands, quantize_command  # noqa: E402
+
+BENCH = "validate_confined"
+LABELS = {"validate": VALIDATE, "sweep": SWEEP, "imatrix": IMATRIX}
+
+
+def main() -> None:
+    parser = bench_parser(__doc__, default_preset="e2b-shape")
+    parser.add_argument("--roles", default=",".join(BOUNDED), help=f"which of {', '.join(BOUNDED)} to run")
+    parser.add_argument("--bound-gib", type=float, default=3.0, help="the memory cgroup's limit, in GiB")
+    parser.add_argument("--ctx", type=int, default=512)
+    parser.add_argument("--chunks", type=int, default=4)
+    parser.add_argument("--sweep-schemes", default="Q4_K_M,Q5_K_M,Q8_0")
+    args = parser.parse_args()
+    roles = [role for role in args.roles.split(",") if role]
+    if unknown := sorted(set(roles) - set(BOUNDED)):
+        sys.exit(f"--roles: unknown {', '.join(unknown)} (choose from {', '.join(BOUNDED)})")
+    bound = int(args.bound_gib * GIB)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    ckpt = ensure_checkpoint(args.workdir, args.preset)
+    quantized = args.workdir / f"{args.preset}-{SCHEME}.gguf"
+    runs = []
+    if not quantized.is_file():
+        runs.append(run_measured(QUANTIZE, quantize_command(ckpt, quantized), str(args.workdir / "quantize.log"),
+                                 output=quantized).record("quantize", 0, preset=args.preset))
+    for repeat in range(args.repeat):
+        cache = args.workdir / f"confined-cache-{args.preset}-{repeat}"
+        shutil.rmtree(cache, ignore_errors=True)  # empty: the reference pass runs in every confined run
+        commands = bounded_commands(args, ckpt, quantized, cache, args.preset)
+        for role in roles:
+            print(f"[{repeat + 1}/{args.repeat}] {role} in a {args.bound_gib:g} GiB memory cgroup", flush=True)
+            evict_from_page_cache([ckpt, quantized])
+            log = args.workdir / f"{args.preset}-confined-{role}.log"
+            measured = run_measured(LABELS[role], commands[role], str(log), memory_limit=bound)
+            report = {"report": _last_json(log)} if measured.returncode == 0 else {}
+            runs.append(measured.record(role, repeat, preset=args.preset, **report))
+    checks = {"scheme": SCHEME, "ctx": args.ctx, "chunks": args.chunks, "bound_bytes": bound,
+              "within_bound": {role: all(run["exit"] == 0 and run["peak_rss_bytes"] <= bound
+                                         for run in runs if run["role"] == role) for role in roles},
+              "oom_kills": sum(run.get("oom_kills") or 0 for run in runs),
+              "sweep_reference_runs": [run["report"]["reference_runs"] for run in runs
+                                       if run["role"] == "sweep" and "report" in run]}
+    path = write_results(BENCH, args, runs, checks)
+    for run in runs:
+        print(f"{run['tool']:<70} exit {run['exit']:>3} {run['wall_s']:>8.1f} s {run['peak_rss_bytes'] / GIB:>6.2f} GiB")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
