@@ -81,7 +81,7 @@ def main() -> None:
         (args.workdir / "stages").mkdir(exist_ok=True)
         for role, command, output in stages(ckpt, args.workdir, args, towers):
             print(f"[{repeat + 1}/{args.repeat}] {role}", flush=True)
-            measured = run_measured(f"gemma3n-gguf {role.replace('_', ' ')}", command,
+            measured = run_measured(f"gemma3n-gguf {role}", command,
                                     str(args.workdir / f"{role}.log"), output=output)
             runs.append(measured.record(role, repeat))
             if measured.returncode != 0:

@@ -116,10 +116,22 @@ def _bound_line(per_role: dict[str, list[dict]], checks: dict, bound: int) -> st
 def render_package(results: dict) -> list[str]:
     """Every stage of packaging (each its own process), then ``package`` end to end and its re-run."""
     roles = list(dict.fromkeys(r["role"] for r in results["runs"]))
-    lines = table([row(label_of(by_role(results, role)), by_role(results, role)) for role in roles])
+    lines = table([row(_stage_label(role), by_role(results, role)) for role in roles])
     checks = results["checks"]
     rewrote = checks["rerun_rewrote"]
     lines += ["", f"The package holds {len(checks['files'])} files"
               f"{' (with the projector)' if checks['projector'] else ''}; the re-run on the finished directory "
               + ("rewrote none of them." if not rewrote else f"rewrote {', '.join(rewrote)}.")]
     return lines
+
+
+# a package_e2b role ("quantize_Q4_K_M", "package_rerun", ...) -> the command it measured
+_STAGE_COMMANDS = {"quantize": "quantize -s {}", "validate": "validate ({})", "projector": "convert --mmproj-only",
+                   "modelfile": "modelfile", "package": "package", "package_rerun": "package (re-run)"}
+
+
+def _stage_label(role: str) -> str:
+    stage, _, scheme = role.partition("_")
+    command = _STAGE_COMMANDS.get(role) or _STAGE_COMMANDS[stage].format(scheme)
+    return f"`gemma3n-gguf {command}`"
+

@@ -84,9 +84,13 @@ def _how_to_run(card: Card) -> list[str]:
     lines = ["## Run it", "", "llama.cpp (text):", "", "```sh",
              f"llama-cli -m {first} -ngl 99 {KEEP_PLE_ON_CPU} -cnv", "```", ""]
     if card.projector:
-        lines += ["llama.cpp with images (`llama-mtmd-cli`; the projector's audio tower is not run by llama.cpp):",
-                  "", "```sh", f"llama-mtmd-cli -m {first} --mmproj {card.projector} --image photo.jpg "
-                  "-p 'Describe this image.'", "```", ""]
+        lines += ["llama.cpp with images (`llama-mtmd-cli`):", "", "```sh",
+                  f"llama-mtmd-cli -m {first} --mmproj {card.projector} --image photo.jpg -p 'Describe this image.'",
+                  "```", "",
+                  "Audio: stock llama.cpp does not run Gemma 3n's audio tower; gemma3n-gguf's patched runtime does:",
+                  "", "```sh", "RUNTIME=$(gemma3n-gguf runtime build)",
+                  f"$RUNTIME/bin/llama-mtmd-cli -m {first} --mmproj {card.projector} --audio clip.wav "
+                  "-p 'What is said in this clip?'", "```", ""]
     if card.modelfiles:
         scheme, modelfile = next(iter(card.modelfiles.items()))
         lines += ["Ollama (the Modelfile's TEMPLATE renders exactly what the GGUF's chat template renders):", "",
