@@ -20,7 +20,7 @@ from typing import Callable
 
 from renderers.cells import machine_line
 from renderers.quality import render_audio, render_exact_mm, render_imatrix_peer, render_parity, render_sweep
-from renderers.real_size import render_convert, render_package, render_quantize, render_validate
+from renderers.real_size import render_confined, render_convert, render_package, render_quantize, render_validate
 from renderers.slicing import render_slice
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,6 +32,7 @@ COMMANDS = {
     "convert_e2b": "python bench/convert_e2b.py --repeat 3 --compare",
     "quantize_e2b": "python bench/quantize_e2b.py --repeat 3",
     "validate_e2b": "python bench/validate_e2b.py --repeat 3",
+    "validate_confined": "python bench/validate_confined.py --repeat 1",
     "audio_encode": "python bench/audio_encode.py --repeat 3",
     "package_e2b": "python bench/package_e2b.py --repeat 1",
     "slice_e4b": "python bench/slice_e4b.py --repeat 1",
@@ -47,6 +48,7 @@ RENDERERS: dict[str, Callable[[dict], list[str]]] = {
     "convert_e2b": render_convert,
     "quantize_e2b": render_quantize,
     "validate_e2b": render_validate,
+    "validate_confined": render_confined,
     "package_e2b": render_package,
     "slice_e4b": render_slice,
     "audio_encode": render_audio,

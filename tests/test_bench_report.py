@@ -149,8 +149,9 @@ def test_package_section_lists_every_stage_and_the_rerun():
     runs = [_run(role, 0, 10.0 * (i + 1), 0.25, 0.0, GIB) for i, role in enumerate(roles)]
     checks = {"projector": True, "files": ["README.md", "SHA256SUMS", "a.gguf"], "rerun_rewrote": []}
     text = report.render_results(_results("package_e2b", runs, checks))
-    assert [line.split(" | ")[0] for line in text.splitlines() if line.startswith("| `tool")] == \
-        [f"| `tool {role}`" for role in roles]
+    assert [line.split(" | ")[0] for line in text.splitlines() if line.startswith("| `gemma3n-gguf")] == [
+        "| `gemma3n-gguf quantize -s Q4_K_M`", "| `gemma3n-gguf convert --mmproj-only`", "| `gemma3n-gguf package`",
+        "| `gemma3n-gguf package (re-run)`"]
     assert "The package holds 3 files (with the projector); the re-run on the finished directory rewrote none" in text
     checks["rerun_rewrote"] = ["a.gguf"]
     assert "rewrote a.gguf." in report.render_results(_results("package_e2b", runs, checks))
@@ -169,3 +170,16 @@ def test_slice_section_checks_every_configuration_against_the_table():
     assert "| e2b | bf16 | 1/1 | 60.0 s | 768.0 MiB | 512.0 MiB | 256.0 MiB | 5.00 GiB | 30 | 1.920 B | 1.91 B | +0.52% | ok |" in text
     assert "| main | bf16 | 1/1 | 90.0 s |" in text and "| NOT ok: widths |" in text
     assert "2 outputs checked" in text and "1 failed (main:bf16)." in text
+
+
+def test_confined_section_gives_each_role_against_the_bound_and_the_kills():
+    runs = [_run("validate", 0, 600.0, 2.0, 0.5, memory_limit_bytes=3 * GIB, oom_kills=0),
+            _run("sweep", 0, 900.0, 2.5, 0.75, memory_limit_bytes=3 * GIB, oom_kills=0),
+            _run("imatrix", 0, 0.0, 3.0, 0.0, exit=-9, memory_limit_bytes=3 * GIB, oom_kills=1)]
+    checks = {"scheme": "Q4_K_M", "ctx": 512, "chunks": 4, "bound_bytes": 3 * GIB, "oom_kills": 1,
+              "within_bound": {"validate": True, "sweep": False, "imatrix": False}, "sweep_reference_runs": [1]}
+    text = report.render_results(_results("validate_confined", runs, checks))
+    assert "| `tool validate` | 1/1 | 600.0 s | 2.50 GiB |" in text
+    assert ("every run but quantize in a memory cgroup of 3.00 GiB (runs the kernel killed for memory: 1). "
+            "Peak RSS against the 3.00 GiB bound: validate 2.50 GiB (within), sweep 3.25 GiB (NOT within), "
+            "imatrix did not finish (exit -9); the sweep ran 1 reference pass for its schemes.") in text

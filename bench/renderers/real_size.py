@@ -113,6 +113,16 @@ def _bound_line(per_role: dict[str, list[dict]], checks: dict, bound: int) -> st
     return line + "."
 
 
+def render_confined(results: dict) -> list[str]:
+    """validate, sweep and imatrix, each run inside a memory cgroup of the bound."""
+    checks = results["checks"]
+    per_role = {role: by_role(results, role) for role in ("quantize", "validate", "sweep", "imatrix")}
+    lines = table([row(label_of(runs), runs) for runs in per_role.values() if runs])
+    return lines + ["", f"`{results['preset']}`, {checks['scheme']}, `--ctx {checks['ctx']} --chunks {checks['chunks']}`; "
+                    f"every run but quantize in a memory cgroup of {gib(checks['bound_bytes'])} (runs the kernel "
+                    f"killed for memory: {checks['oom_kills']}). " + _bound_line(per_role, checks, checks["bound_bytes"])]
+
+
 def render_package(results: dict) -> list[str]:
     """Every stage of packaging (each its own process), then ``package`` end to end and its re-run."""
     roles = list(dict.fromkeys(r["role"] for r in results["runs"]))
