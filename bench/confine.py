@@ -8,8 +8,11 @@ bound, the kernel reclaims file pages (they are re-read from disk when touched a
 run if its anonymous memory alone does not fit. A run that exits 0 there fits the bound.
 
 Page cache is charged to the cgroup of the process that first reads a page. Files already cached
-by an earlier step (the GGUF a quantize run just wrote, a checkpoint warmed for timing) would be
-mapped without being charged, so their cached pages are dropped first (``evict_from_page_cache``).
+by an earlier step (the GGUF a quantize run just wrote, a checkpoint warmed for timing, the shared
+libraries of torch and llama.cpp any earlier Python loaded) would be mapped without being charged,
+and would count in the run's RSS beyond the limit; so their cached pages are dropped first
+(``evict_from_page_cache``). Pages that another live process has mapped cannot be dropped: run
+nothing else that loads the same libraries meanwhile.
 
 cgroup v2 (a unified hierarchy with the memory controller) or v1 (the ``memory`` hierarchy); either
 needs write access to the hierarchy, which containers often withhold: then ``MemoryCgroup`` raises
@@ -95,14 +98,27 @@ class MemoryCgroup:
 
 
 def evict_from_page_cache(paths: list[Path]) -> None:
-    """Drop the cached pages of ``paths`` (files, or every file of a directory) so that the next
-    process to read them is charged for them. Written pages are flushed first: the kernel keeps
-    dirty pages cached."""
-    files = [f for p in paths for f in (sorted(p.rglob("*")) if p.is_dir() else [p]) if f.is_file()]
-    for file in files:
+    """Drop the cached pages of ``paths`` (files, or every file under a directory) so that the next
+    process to read them is charged for them. A file named directly is flushed first (the kernel
+    keeps dirty pages cached: a GGUF just written); files found under a directory are not (the
+    checkpoint, the Python installation: flushing tens of thousands of files takes seconds)."""
+    for path in paths:
+        if path.is_dir():
+            for file in path.rglob("*"):
+                if file.is_file():
+                    _drop_cached_pages(file, flush=False)
+        elif path.is_file():
+            _drop_cached_pages(path, flush=True)
+
+
+def _drop_cached_pages(file: Path, *, flush: bool) -> None:
+    try:
         fd = os.open(file, os.O_RDONLY)
-        try:
+    except OSError:
+        return  # unreadable: not something the run reads either
+    try:
+        if flush:
             os.fsync(fd)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)

@@ -8,8 +8,9 @@ it there. Results in bench/results/validate_confined.json.
 Unconfined, a run's peak RSS also counts every page of the candidate GGUF that llama.cpp maps, which the
 kernel leaves in place while memory is free (bench/validate_e2b.py records that peak): it says what the run
 used on this 24 GiB machine, not what it needs. Confined, the kernel reclaims those file pages when the
-limit is reached and kills the run if its anonymous memory alone does not fit. The checkpoint and the GGUF
-are dropped from the page cache before each run, so that the run is charged for reading them. A role is
+limit is reached and kills the run if its anonymous memory alone does not fit. The checkpoint, the GGUF
+and the Python installation (torch's and llama.cpp's libraries are mapped) are dropped from the page cache
+before each run, so that the run is charged for reading them. A role is
 within the bound when every run of it exited 0 and its peak RSS (VmHWM, file pages included) is at most
 the bound.
 
@@ -59,7 +60,8 @@ def main() -> None:
         commands = bounded_commands(args, ckpt, quantized, cache, args.preset)
         for role in roles:
             print(f"[{repeat + 1}/{args.repeat}] {role} in a {args.bound_gib:g} GiB memory cgroup", flush=True)
-            evict_from_page_cache([ckpt, quantized])
+            # the interpreter and its packages too: torch's and llama.cpp's libraries are mapped
+            evict_from_page_cache([ckpt, quantized, Path(sys.prefix)])
             log = args.workdir / f"{args.preset}-confined-{role}.log"
             measured = run_measured(LABELS[role], commands[role], str(log), memory_limit=bound)
             report = {"report": _last_json(log)} if measured.returncode == 0 else {}

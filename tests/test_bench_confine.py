@@ -60,7 +60,7 @@ def test_file_pages_read_inside_the_cgroup_are_charged_to_it(tmp_path):
     cached, charged to whoever wrote them)."""
     data = tmp_path / "data.bin"
     data.write_bytes(b"\1" * (64 * MIB))
-    evict_from_page_cache([tmp_path])
+    evict_from_page_cache([data])
     reader = [sys.executable, "-c", f"open({str(data)!r}, 'rb').read(); print('read')"]
     # the read() buffer is anonymous (64 MiB) plus the page cache it came through (64 MiB)
     run = run_measured("reader", reader, str(tmp_path / "log"), memory_limit=512 * MIB)
