@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from gemma3n_gguf.cli.console import console, err_console, phase_progress, print_json
-from gemma3n_gguf.cli.options import CheckpointArg, GGUFArg, JsonOpt, ReferenceModeOpt
+from gemma3n_gguf.cli.options import CheckpointArg, GGUFArg, JsonOpt, ReferenceModeOpt, RepackOpt
 
 ReferenceOpt = Annotated[Path, typer.Option("--reference", help="The Hugging Face checkpoint the GGUF was made from (run in transformers, fp32).")]
 TextOpt = Annotated[Path | None, typer.Option("--text", help="UTF-8 text file to evaluate on (default: the multilingual text shipped with gemma3n-gguf).")]
@@ -33,6 +33,7 @@ def validate_cmd(
     align_vocab: AlignVocabOpt = False,
     cache_dir: CacheDirOpt = None,
     reference_mode: ReferenceModeOpt = "auto",
+    repack: RepackOpt = True,
     json_out: JsonOpt = False,
 ) -> None:
     """Compare a GGUF with its reference checkpoint: perplexity, KL divergence, top-1 agreement."""
@@ -42,7 +43,7 @@ def validate_cmd(
     with phase_progress(enabled=not json_out) as progress:
         report = validate(model, reference, text=text, n_ctx=ctx, chunks=chunks, cache_dir=cache_dir,
                           on_progress=progress, mmproj=mmproj, images=image or [], audios=audio or [],
-                          align_vocab=align_vocab, reference_mode=reference_mode)
+                          align_vocab=align_vocab, reference_mode=reference_mode, repack=repack)
     if json_out:
         print_json(report.to_dict())
         return
@@ -115,6 +116,7 @@ def sweep_cmd(
     cache_dir: CacheDirOpt = None,
     delete_models: Annotated[bool, typer.Option("--delete-models", help="Remove each quantized file once validated.")] = False,
     reference_mode: ReferenceModeOpt = "auto",
+    repack: RepackOpt = True,
     json_out: JsonOpt = False,
 ) -> None:
     """Quantize a checkpoint with several schemes and validate each: size against quality."""
@@ -124,7 +126,8 @@ def sweep_cmd(
     names = [name.strip() for name in schemes.split(",") if name.strip()]
     with phase_progress(enabled=not json_out) as progress:
         result = sweep(checkpoint, names, out, text=text, n_ctx=ctx, chunks=chunks, cache_dir=cache_dir,
-                       keep_models=not delete_models, on_progress=progress, reference_mode=reference_mode)
+                       keep_models=not delete_models, on_progress=progress, reference_mode=reference_mode,
+                       repack=repack)
     if json_out:
         print_json(result.to_dict())
         return

@@ -40,7 +40,7 @@ class LlamaCppRunner:
         kv_cache_f32: bool = False,
         flash_attn: bool = False,
         swa_full: bool | None = None,
-        repack: bool = False,
+        repack: bool = True,
     ) -> None:
         llama_cpp = _import_llama_cpp()
         self._n_ctx = n_ctx
@@ -48,14 +48,19 @@ class LlamaCppRunner:
         self._flash_attn = flash_attn
         self._repack = repack
         self._llama_cpp = llama_cpp
-        self._model = _load_model(gguf_path, repack=repack)
+        self._ctx = self._model = None
+        # llama.cpp logs through llama-cpp-python's logger while decoding and freeing too: kept
+        # quiet for the runner's whole life, as Llama(verbose=False) keeps it
+        self._quiet = contextlib.ExitStack()
+        self._quiet.enter_context(_quiet_llama_logs())
         try:
+            self._model = _load_model(gguf_path, repack=repack)
             # n_batch = n_ctx: a window goes through one llama_decode (iter_window_logits relies
             # on it), like llama-perplexity's default (-b 2048 >= -c 512).
             self._ctx = _new_context(self._model, gguf_path, n_ctx=n_ctx, n_ubatch=n_ubatch, n_threads=n_threads,
                                      kv_cache_f32=kv_cache_f32, flash_attn=flash_attn, swa_full=swa_full)
         except BaseException:
-            llama_cpp.llama_model_free(self._model)
+            self.close()
             raise
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)
         self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
@@ -85,6 +90,8 @@ class LlamaCppRunner:
         first_row: int = 0,
         on_progress: ProgressCallback | None = None,
     ) -> Iterator[NDArray[np.float32]]:
+        if self._ctx is None:
+            raise ValidationError("this llama.cpp runner is closed")
         total = len(token_windows)
         batch = self._llama_cpp.llama_batch_init(self._n_ctx, 0, 1)
         try:
@@ -115,10 +122,13 @@ class LlamaCppRunner:
         return scored.copy()
 
     def close(self) -> None:
-        if self._ctx is not None:
-            self._llama_cpp.llama_free(self._ctx)
-            self._llama_cpp.llama_model_free(self._model)
-            self._ctx = self._model = None
+        with _stderr_silenced():
+            if self._ctx is not None:
+                self._llama_cpp.llama_free(self._ctx)
+            if self._model is not None:
+                self._llama_cpp.llama_model_free(self._model)
+        self._ctx = self._model = None
+        self._quiet.close()
 
     def __enter__(self) -> LlamaCppRunner:
         return self
@@ -170,10 +180,12 @@ def _import_llama_cpp() -> Any:
 
 @contextlib.contextmanager
 def _quiet_llama_logs() -> Iterator[None]:
-    """Keep llama.cpp's loader chatter off stderr (llama-cpp-python routes it to this logger)."""
+    """Keep llama.cpp's chatter off stderr (llama-cpp-python routes it to this logger). Above
+    CRITICAL: llama-cpp-python's table of ggml's log levels predates ggml's renumbering and passes
+    llama.cpp's warnings as ERROR; a failure reaches us as a return code anyway."""
     logger = logging.getLogger("llama-cpp-python")
     previous = logger.level
-    logger.setLevel(logging.ERROR)
+    logger.setLevel(logging.CRITICAL + 1)
     try:
         yield
     finally:

@@ -62,7 +62,9 @@ class Validator:
     passes are cached (default ``~/.cache/gemma3n-gguf/reference``). ``align_vocab``: compare
     a GGUF whose vocabulary size differs from the reference's over the shared ids instead of
     refusing it (see :mod:`.compat`). ``kv_cache_f32``: llama.cpp with an F32 KV cache instead
-    of llama-perplexity's F16 default. ``reference_mode``: ``auto``, ``memory`` or ``streamed``
+    of llama-perplexity's F16 default. ``repack``: llama.cpp's CPU weight repacking (its default);
+    False runs the candidate as ``--no-repack`` does, from the mapped file without a repacked copy
+    of its quantized matrices (less memory; K-quant results differ slightly). ``reference_mode``: ``auto``, ``memory`` or ``streamed``
     (:mod:`gemma3n_gguf.reference.mode`); the report says which ran and its peak memory.
     """
 
@@ -76,6 +78,7 @@ class Validator:
         cache_dir: PathLike | None = None,
         align_vocab: bool = False,
         kv_cache_f32: bool = False,
+        repack: bool = True,
         n_threads: int | None = None,
         on_progress: PhaseProgress | None = None,
         reference_mode: str = AUTO,
@@ -88,6 +91,7 @@ class Validator:
         self.cache = ReferenceCache(cache_dir)
         self.align_vocab = align_vocab
         self.kv_cache_f32 = kv_cache_f32
+        self.repack = repack
         self.n_threads = n_threads
         self.on_progress = on_progress
         # every byte of the checkpoint: a fine-tune never reuses its base model's cached reference
@@ -118,7 +122,7 @@ class Validator:
         cached, reference_pass = self._reference_rows(plan, n_vocab)
         started = time.perf_counter()
         scores = score_candidate(
-            model.path, plan, cached, n_vocab, kv_cache_f32=self.kv_cache_f32,
+            model.path, plan, cached, n_vocab, kv_cache_f32=self.kv_cache_f32, repack=self.repack,
             n_threads=self.n_threads, on_progress=self._progress(CANDIDATE_PHASE),
         )
         candidate_seconds = time.perf_counter() - started
@@ -132,6 +136,7 @@ class Validator:
             n_vocab_compared=n_vocab, vocab_aligned=n_vocab != max(model.n_vocab, self.reference.n_vocab),
             kld=kld, confident_top1=scores.confident_top1.finish(), candidate_seconds=candidate_seconds,
             media=tuple(media), warnings=tuple(self._warnings(model, n_vocab, agreement, kld.n_tokens)),
+            weight_repack=self.repack,
         )
 
     # -- tokens and windows ---------------------------------------------------------------
@@ -232,12 +237,13 @@ def validate(
     audios: Sequence[PathLike] = (),
     align_vocab: bool = False,
     kv_cache_f32: bool = False,
+    repack: bool = True,
     reference_mode: str = AUTO,
 ) -> ValidationReport:
     """Validate one GGUF against its reference checkpoint (see :class:`Validator`)."""
     validator = Validator(
         reference_dir, text=text, n_ctx=n_ctx, chunks=chunks, cache_dir=cache_dir,
-        align_vocab=align_vocab, kv_cache_f32=kv_cache_f32, on_progress=on_progress,
+        align_vocab=align_vocab, kv_cache_f32=kv_cache_f32, repack=repack, on_progress=on_progress,
         reference_mode=reference_mode,
     )
     return validator.validate(model_gguf, mmproj=mmproj, images=images, audios=audios)

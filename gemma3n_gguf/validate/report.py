@@ -58,6 +58,8 @@ class ValidationReport:
     candidate_seconds: float
     media: tuple[MediaParity, ...] = ()
     warnings: tuple[str, ...] = field(default=())
+    weight_repack: bool = True
+    """llama.cpp's CPU weight repacking in the candidate pass (False: as with --no-repack)."""
 
     def embedding_cosine(self, kind: str) -> float | None:
         """The lowest embedding cosine over the ``kind`` ("image"/"audio") inputs, if any."""
@@ -76,6 +78,7 @@ class ValidationReport:
                 "scored_tokens": self.kld.n_tokens,
                 "vocab_compared": self.n_vocab_compared,
                 "vocab_aligned": self.vocab_aligned,
+                "weight_repack": self.weight_repack,
             },
             "kld": self.kld.to_dict(),
             "confident_top1": self.confident_top1.__dict__,

@@ -66,6 +66,7 @@ def score_candidate(
     n_vocab: int,
     *,
     kv_cache_f32: bool = False,
+    repack: bool = True,
     n_threads: int | None = None,
     on_progress: WindowProgress | None = None,
 ) -> CandidateScores:
@@ -74,7 +75,8 @@ def score_candidate(
     first_row = plan.n_ctx // 2
     if on_progress is not None:
         on_progress(0, len(plan))  # the bar appears while the model loads
-    with LlamaCppRunner(model_gguf, n_ctx=plan.n_ctx, kv_cache_f32=kv_cache_f32, n_threads=n_threads) as runner:
+    with LlamaCppRunner(model_gguf, n_ctx=plan.n_ctx, kv_cache_f32=kv_cache_f32, repack=repack,
+                        n_threads=n_threads) as runner:
         candidate_windows = runner.iter_window_logits(
             plan.evaluated_windows(), first_row=first_row, on_progress=on_progress
         )

@@ -44,6 +44,7 @@ def sweep(
     keep_models: bool = True,
     on_progress: PhaseProgress | None = None,
     reference_mode: str = AUTO,
+    repack: bool = True,
 ) -> SweepResult:
     """Quantize ``checkpoint_dir`` with each scheme, validate each file, write the table and plot.
 
@@ -56,7 +57,7 @@ def sweep(
     quantize = quantize_fn or project_quantizer()
     root, directory = Path(checkpoint_dir), Path(out_dir)
     validator = Validator(root, text=text, n_ctx=n_ctx, chunks=chunks, cache_dir=cache_dir,
-                          reference_mode=reference_mode)
+                          reference_mode=reference_mode, repack=repack)
     rows, reports = [], []
     for scheme in names:
         started = time.perf_counter()
