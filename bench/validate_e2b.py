@@ -71,7 +71,7 @@ def main() -> None:
     presets = [args.preset, *(p for p in args.also.split(",") if p and p != args.preset)]
     runs, checks = [], {"scheme": SCHEME, "ctx": args.ctx, "chunks": args.chunks, "bound_bytes": int(args.bound_gib * GIB)}
     if args.append:
-        runs, checks = kept_results(args, presets[1:], checks)
+        runs, checks = kept_results(args, BENCH, presets[1:], checks)
         presets = presets[1:]
     for preset in presets:
         preset_runs = measure_preset(args, preset)
@@ -82,10 +82,10 @@ def main() -> None:
     print(json.dumps(checks, indent=1), f"\nwrote {path}", sep="\n")
 
 
-def kept_results(args: argparse.Namespace, measured: list[str], checks: dict) -> tuple[list[dict], dict]:
-    """The runs and per-preset checks of an earlier results file, minus the presets measured now; each kept
-    preset's checks name the command that measured it."""
-    path = results_path(args.results_dir, BENCH, args.preset, args.default_preset)
+def kept_results(args: argparse.Namespace, bench: str, measured: list[str], checks: dict) -> tuple[list[dict], dict]:
+    """The runs and per-preset checks of ``bench``'s earlier results file, minus the presets measured now;
+    each kept preset's checks name the command that measured it."""
+    path = results_path(args.results_dir, bench, args.preset, args.default_preset)
     earlier = json.loads(path.read_text())
     settings = ("scheme", "ctx", "chunks", "bound_bytes")
     if any(earlier["checks"][key] != checks[key] for key in settings):
@@ -140,17 +140,18 @@ def quantize_command(ckpt: Path, quantized: Path) -> list[str]:
 def bounded_commands(args: argparse.Namespace, ckpt: Path, quantized: Path, cache: Path, preset: str) -> dict:
     """The commands held to the memory bound, by role: validate and sweep (unless --sweep-schemes
     is empty) with reference caches under ``cache``, which must not exist yet (the reference pass
-    runs), and imatrix."""
+    runs), and imatrix. The candidate passes run with --no-repack (llama.cpp's option): repacking
+    keeps a second copy of the quantized matrices in anonymous memory, which does not fit the bound."""
     work, windows = args.workdir, ["--ctx", str(args.ctx), "--chunks", str(args.chunks)]
     commands = {
-        "validate": [*CLI, "validate", str(quantized), "--reference", str(ckpt), *windows,
+        "validate": [*CLI, "validate", str(quantized), "--reference", str(ckpt), *windows, "--no-repack",
                      "--cache-dir", str(cache / "validate"), "--reference-mode", "streamed", "--json"],
         "imatrix": [*CLI, "imatrix", str(ckpt), "--text", str(EVAL_TEXT), *windows,
                     "-o", str(work / f"{preset}-imatrix.gguf"), "--reference-mode", "streamed", "--json"],
     }
     if args.sweep_schemes:
         commands["sweep"] = [*CLI, "sweep", str(ckpt), "--schemes", args.sweep_schemes, "-o", str(work / "sweep"),
-                             *windows, "--cache-dir", str(cache / "sweep"), "--delete-models",
+                             *windows, "--no-repack", "--cache-dir", str(cache / "sweep"), "--delete-models",
                              "--reference-mode", "streamed", "--json"]
     return commands
 

@@ -1,5 +1,5 @@
 """bench/confine.py: a run confined to a memory cgroup is held to its limit by the kernel, and the
-measurement says so (what bench/validate_e2b.py --confine relies on for its 3 GiB bound)."""
+measurement says so (what bench/validate_confined.py relies on for its 3 GiB bound)."""
 
 from __future__ import annotations
 

@@ -173,13 +173,23 @@ def test_slice_section_checks_every_configuration_against_the_table():
 
 
 def test_confined_section_gives_each_role_against_the_bound_and_the_kills():
-    runs = [_run("validate", 0, 600.0, 2.0, 0.5, memory_limit_bytes=3 * GIB, oom_kills=0),
-            _run("sweep", 0, 900.0, 2.5, 0.75, memory_limit_bytes=3 * GIB, oom_kills=0),
-            _run("imatrix", 0, 0.0, 3.0, 0.0, exit=-9, memory_limit_bytes=3 * GIB, oom_kills=1)]
-    checks = {"scheme": "Q4_K_M", "ctx": 512, "chunks": 4, "bound_bytes": 3 * GIB, "oom_kills": 1,
-              "within_bound": {"validate": True, "sweep": False, "imatrix": False}, "sweep_reference_runs": [1]}
+    confined = {"preset": "e2b-shape", "memory_limit_bytes": 3 * GIB}
+    runs = [_run("validate", 0, 600.0, 2.0, 0.5, oom_kills=0, **confined),
+            _run("sweep", 0, 900.0, 2.5, 0.75, oom_kills=0, **confined),
+            _run("imatrix", 0, 0.0, 3.0, 0.0, exit=-9, oom_kills=1, **confined)]
+    runs += [_run("validate", 0, 700.0, 2.25, 0.5, oom_kills=0, **{**confined, "preset": "e4b-shape"})]
+    checks = {"scheme": "Q4_K_M", "ctx": 512, "chunks": 4, "bound_bytes": 3 * GIB,
+              "e2b-shape": {"oom_kills": 1, "within_bound": {"validate": True, "sweep": False, "imatrix": False},
+                            "sweep_reference_runs": [1]},
+              "e4b-shape": {"oom_kills": 0, "within_bound": {"validate": True}, "sweep_reference_runs": [],
+                            "command": "python bench/validate_confined.py --also e4b-shape --append", "repeat": 1}}
     text = report.render_results(_results("validate_confined", runs, checks))
     assert "| `tool validate` | 1/1 | 600.0 s | 2.50 GiB |" in text
-    assert ("every run but quantize in a memory cgroup of 3.00 GiB (runs the kernel killed for memory: 1). "
+    assert ("Every run but quantize in a memory cgroup of 3.00 GiB (runs the kernel killed for memory: 1). "
             "Peak RSS against the 3.00 GiB bound: validate 2.50 GiB (within), sweep 3.25 GiB (NOT within), "
             "imatrix did not finish (exit -9); the sweep ran 1 reference pass for its schemes.") in text
+    e4b = text[text.index("`e4b-shape`"):]
+    assert e4b.startswith("`e4b-shape`, Q4_K_M, `--ctx 512 --chunks 4` (measured by `python bench/validate_confined.py "
+                          "--also e4b-shape --append`, repeats: 1):")
+    assert "| `tool validate` | 1/1 | 700.0 s | 2.75 GiB |" in e4b and "validate 2.75 GiB (within)." in e4b
+    assert "sweep" not in e4b

@@ -62,5 +62,5 @@ def test_confined_bench_runs_validate_inside_the_bound(tmp_path):
         assert set(RUN_FIELDS) <= run.keys() and run["exit"] == 0
         assert run["memory_limit_bytes"] == bound and run["oom_kills"] == 0 and 0 < run["cgroup_peak_bytes"] <= bound
     assert "memory_limit_bytes" not in results["runs"][0]  # quantize runs unconfined
-    assert results["checks"]["within_bound"] == {"validate": True}
+    assert results["checks"][PRESET]["within_bound"] == {"validate": True}
     assert results["runs"][1]["report"]["reference"]["mode"] == "streamed"

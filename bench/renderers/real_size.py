@@ -114,13 +114,19 @@ def _bound_line(per_role: dict[str, list[dict]], checks: dict, bound: int) -> st
 
 
 def render_confined(results: dict) -> list[str]:
-    """validate, sweep and imatrix, each run inside a memory cgroup of the bound."""
-    checks = results["checks"]
-    per_role = {role: by_role(results, role) for role in ("quantize", "validate", "sweep", "imatrix")}
-    lines = table([row(label_of(runs), runs) for runs in per_role.values() if runs])
-    return lines + ["", f"`{results['preset']}`, {checks['scheme']}, `--ctx {checks['ctx']} --chunks {checks['chunks']}`; "
-                    f"every run but quantize in a memory cgroup of {gib(checks['bound_bytes'])} (runs the kernel "
-                    f"killed for memory: {checks['oom_kills']}). " + _bound_line(per_role, checks, checks["bound_bytes"])]
+    """Per preset: validate, sweep and imatrix, each run inside a memory cgroup of the bound."""
+    checks, lines = results["checks"], []
+    for preset in (key for key, value in checks.items() if isinstance(value, dict)):
+        runs = [r for r in results["runs"] if r.get("preset") == preset]
+        per_role = {role: [r for r in runs if r["role"] == role] for role in ("quantize", "validate", "sweep", "imatrix")}
+        by = checks[preset].get("command", results["command"])
+        source = "" if by == results["command"] else f" (measured by `{by}`, repeats: {checks[preset]['repeat']})"
+        lines += [f"`{preset}`, {checks['scheme']}, `--ctx {checks['ctx']} --chunks {checks['chunks']}`{source}:", ""]
+        lines += table([row(label_of(measured), measured) for measured in per_role.values() if measured])
+        lines += ["", f"Every run but quantize in a memory cgroup of {gib(checks['bound_bytes'])} (runs the kernel "
+                  f"killed for memory: {checks[preset]['oom_kills']}). "
+                  + _bound_line(per_role, checks[preset], checks["bound_bytes"]), ""]
+    return lines[:-1]
 
 
 def render_package(results: dict) -> list[str]:
