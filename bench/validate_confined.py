@@ -63,6 +63,8 @@ def main() -> None:
     presets = [args.preset, *(p for p in args.also.split(",") if p and p != args.preset)]
     runs, checks = [], {"scheme": SCHEME, "ctx": args.ctx, "chunks": args.chunks, "bound_bytes": bound}
     if args.append:
+        if len(presets) == 1:
+            sys.exit("--append: name the presets to add with --also")
         runs, checks = kept_results(args, BENCH, presets[1:], checks)
         presets = presets[1:]
     for preset in presets:

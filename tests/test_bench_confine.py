@@ -54,13 +54,14 @@ def test_unconfined_runs_record_no_confinement_fields(tmp_path):
     assert "memory_limit_bytes" not in run.record("free", 0)
 
 
-def test_file_pages_read_inside_the_cgroup_are_charged_to_it(tmp_path):
-    """After eviction, a confined child reading a file is charged for its pages: reading 64 MiB
-    raises the cgroup's peak by at least that much (it would stay near zero had the pages stayed
-    cached, charged to whoever wrote them)."""
+@pytest.mark.parametrize("named", ["file", "directory"])
+def test_file_pages_read_inside_the_cgroup_are_charged_to_it(tmp_path, named):
+    """After eviction of a file just written (named, or found under a directory), a confined child
+    reading it is charged for its pages: reading 64 MiB raises the cgroup's peak by at least that much
+    (it would stay near zero had the pages stayed cached, charged to whoever wrote them)."""
     data = tmp_path / "data.bin"
     data.write_bytes(b"\1" * (64 * MIB))
-    evict_from_page_cache([data])
+    evict_from_page_cache([data if named == "file" else tmp_path])
     reader = [sys.executable, "-c", f"open({str(data)!r}, 'rb').read(); print('read')"]
     # the read() buffer is anonymous (64 MiB) plus the page cache it came through (64 MiB)
     run = run_measured("reader", reader, str(tmp_path / "log"), memory_limit=512 * MIB)

@@ -173,7 +173,7 @@ def test_slice_section_checks_every_configuration_against_the_table():
 
 
 def test_confined_section_gives_each_role_against_the_bound_and_the_kills():
-    confined = {"preset": "e2b-shape", "memory_limit_bytes": 3 * GIB}
+    confined = {"preset": "e2b-shape", "memory_limit_bytes": 3 * GIB, "cgroup_peak_bytes": 2 * GIB}
     runs = [_run("validate", 0, 600.0, 2.0, 0.5, oom_kills=0, **confined),
             _run("sweep", 0, 900.0, 2.5, 0.75, oom_kills=0, **confined),
             _run("imatrix", 0, 0.0, 3.0, 0.0, exit=-9, oom_kills=1, **confined)]
@@ -185,7 +185,8 @@ def test_confined_section_gives_each_role_against_the_bound_and_the_kills():
                             "command": "python bench/validate_confined.py --also e4b-shape --append", "repeat": 1}}
     text = report.render_results(_results("validate_confined", runs, checks))
     assert "| `tool validate` | 1/1 | 600.0 s | 2.50 GiB |" in text
-    assert ("Every run but quantize in a memory cgroup of 3.00 GiB (runs the kernel killed for memory: 1). "
+    assert ("Every run but quantize in a memory cgroup of 3.00 GiB (runs the kernel killed for memory: 1; runs "
+            "whose cgroup reached its limit, file pages reclaimed there: 0 of 3). "
             "Peak RSS against the 3.00 GiB bound: validate 2.50 GiB (within), sweep 3.25 GiB (NOT within), "
             "imatrix did not finish (exit -9); the sweep ran 1 reference pass for its schemes.") in text
     e4b = text[text.index("`e4b-shape`"):]

@@ -64,3 +64,4 @@ def test_confined_bench_runs_validate_inside_the_bound(tmp_path):
     assert "memory_limit_bytes" not in results["runs"][0]  # quantize runs unconfined
     assert results["checks"][PRESET]["within_bound"] == {"validate": True}
     assert results["runs"][1]["report"]["reference"]["mode"] == "streamed"
+    assert results["runs"][1]["report"]["protocol"]["weight_repack"] is False  # the bound's --no-repack reached it

@@ -123,8 +123,11 @@ def render_confined(results: dict) -> list[str]:
         source = "" if by == results["command"] else f" (measured by `{by}`, repeats: {checks[preset]['repeat']})"
         lines += [f"`{preset}`, {checks['scheme']}, `--ctx {checks['ctx']} --chunks {checks['chunks']}`{source}:", ""]
         lines += table([row(label_of(measured), measured) for measured in per_role.values() if measured])
+        confined = [r for role in ("validate", "sweep", "imatrix") for r in per_role[role]]
+        at_limit = sum(r.get("cgroup_peak_bytes") == r.get("memory_limit_bytes") for r in confined)
         lines += ["", f"Every run but quantize in a memory cgroup of {gib(checks['bound_bytes'])} (runs the kernel "
-                  f"killed for memory: {checks[preset]['oom_kills']}). "
+                  f"killed for memory: {checks[preset]['oom_kills']}; runs whose cgroup reached its limit, file "
+                  f"pages reclaimed there: {at_limit} of {len(confined)}). "
                   + _bound_line(per_role, checks[preset], checks["bound_bytes"]), ""]
     return lines[:-1]
 

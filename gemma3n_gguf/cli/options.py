@@ -28,9 +28,9 @@ ReferenceModeOpt = Annotated[str, typer.Option(
 
 # The per-tensor type options of quantize and slice --scheme.
 RepackOpt = Annotated[bool, typer.Option(
-    "--repack/--no-repack", help="llama.cpp's CPU weight repacking in the candidate pass (its default). --no-repack "
-    "computes from the mapped file without a repacked copy of the quantized matrices, as llama.cpp's --no-repack: "
-    "less memory, slightly different K-quant results.")]
+    "--repack/--no-repack", help="llama.cpp's CPU weight repacking in the text candidate pass (its default). "
+    "--no-repack computes from the mapped file without a repacked copy of the repackable matrices (Q4_0, Q4_K, "
+    "IQ4_NL, ... by CPU), as llama.cpp's --no-repack: less memory, slightly different results for those types.")]
 TypeOpt = Annotated[str | None, typer.Option(help="A ggml type: Q8_0, Q6_K, Q4_K, F16, ...")]
 TensorTypeOpt = Annotated[list[str] | None, typer.Option("--tensor-type", help="REGEX=TYPE for matching tensors; repeatable, first match wins.")]
 PleTypeOpt = Annotated[str | None, typer.Option(help="Type of the PLE table (per_layer_token_embd).")]

@@ -59,20 +59,22 @@ class LlamaCppRunner:
             # on it), like llama-perplexity's default (-b 2048 >= -c 512).
             self._ctx = _new_context(self._model, gguf_path, n_ctx=n_ctx, n_ubatch=n_ubatch, n_threads=n_threads,
                                      kv_cache_f32=kv_cache_f32, flash_attn=flash_attn, swa_full=swa_full)
+            # read while the model is loaded: they stay valid after close
+            vocab = llama_cpp.llama_model_get_vocab(self._model)
+            self._n_vocab = int(llama_cpp.llama_vocab_n_tokens(vocab))
+            self._bos_id = int(llama_cpp.llama_vocab_bos(vocab)) if llama_cpp.llama_vocab_get_add_bos(vocab) else None
         except BaseException:
             self.close()
             raise
-        self._vocab = llama_cpp.llama_model_get_vocab(self._model)
-        self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
 
     @property
     def n_vocab(self) -> int:
-        return int(self._llama_cpp.llama_vocab_n_tokens(self._vocab))
+        return self._n_vocab
 
     @property
     def bos_id(self) -> int | None:
         """The id llama-perplexity writes over each window's first token (None: no BOS)."""
-        return int(self._llama_cpp.llama_vocab_bos(self._vocab)) if self._add_bos else None
+        return self._bos_id
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -111,6 +113,8 @@ class LlamaCppRunner:
         are requested only for rows >= first_row, so llama.cpp computes and stores only those."""
         llama_cpp = self._llama_cpp
         ctx = self._ctx
+        if ctx is None:  # closed while a window generator was suspended
+            raise ValidationError("this llama.cpp runner is closed")
         llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
         _fill_single_sequence_batch(batch, ids, first_row)
         status = llama_cpp.llama_decode(ctx, batch)
@@ -122,13 +126,16 @@ class LlamaCppRunner:
         return scored.copy()
 
     def close(self) -> None:
-        with _stderr_silenced():
-            if self._ctx is not None:
-                self._llama_cpp.llama_free(self._ctx)
-            if self._model is not None:
-                self._llama_cpp.llama_model_free(self._model)
+        ctx, model = self._ctx, self._model
         self._ctx = self._model = None
-        self._quiet.close()
+        try:
+            with _stderr_silenced():
+                if ctx is not None:
+                    self._llama_cpp.llama_free(ctx)
+                if model is not None:
+                    self._llama_cpp.llama_model_free(model)
+        finally:
+            self._quiet.close()
 
     def __enter__(self) -> LlamaCppRunner:
         return self

@@ -136,7 +136,7 @@ class Validator:
             n_vocab_compared=n_vocab, vocab_aligned=n_vocab != max(model.n_vocab, self.reference.n_vocab),
             kld=kld, confident_top1=scores.confident_top1.finish(), candidate_seconds=candidate_seconds,
             media=tuple(media), warnings=tuple(self._warnings(model, n_vocab, agreement, kld.n_tokens)),
-            weight_repack=self.repack,
+            weight_repack=scores.weight_repack,
         )
 
     # -- tokens and windows ---------------------------------------------------------------

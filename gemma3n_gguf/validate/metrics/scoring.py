@@ -57,6 +57,7 @@ class ConfidentTop1Accumulator:
 class CandidateScores:
     kld: KLDAccumulator
     confident_top1: ConfidentTop1Accumulator
+    weight_repack: bool = True  # as the runner loaded the model, not as it was asked
 
 
 def score_candidate(
@@ -77,6 +78,7 @@ def score_candidate(
         on_progress(0, len(plan))  # the bar appears while the model loads
     with LlamaCppRunner(model_gguf, n_ctx=plan.n_ctx, kv_cache_f32=kv_cache_f32, repack=repack,
                         n_threads=n_threads) as runner:
+        scores.weight_repack = runner.settings["weight_repack"]
         candidate_windows = runner.iter_window_logits(
             plan.evaluated_windows(), first_row=first_row, on_progress=on_progress
         )
