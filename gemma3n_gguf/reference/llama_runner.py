@@ -2,8 +2,8 @@
 (CPU only), and tokenization with a GGUF's own vocabulary.
 
 The model and its context are made with the C functions rather than ``llama_cpp.Llama``, which
-does not expose llama.cpp's weight-repacking switch: a validation pass maps the candidate file
-and, by default, computes from it in place (see :func:`_load_model`).
+does not expose llama.cpp's weight-repacking switch: repacking is llama.cpp's default and ours,
+and ``repack=False`` computes from the mapped file in place (see :func:`_load_model`).
 """
 
 from __future__ import annotations
@@ -211,7 +211,7 @@ def _load_model(gguf_path: str | os.PathLike[str], *, repack: bool) -> Any:
     params.n_gpu_layers = 0
     params.load_mode = llama_cpp.LLAMA_LOAD_MODE_MMAP
     params.use_extra_bufts = repack
-    with _quiet_llama_logs(), _stderr_silenced():
+    with _stderr_silenced():  # the caller keeps the logger quiet
         model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
     if not model:
         raise GGUFFileError(f"llama.cpp cannot load {path} (run `gemma3n-gguf inspect {path}` to see why)")
@@ -235,7 +235,7 @@ def _new_context(model: Any, gguf_path: str | os.PathLike[str], *, n_ctx: int, n
         params.swa_full = swa_full
     if kv_cache_f32:
         params.type_k = params.type_v = llama_cpp.GGML_TYPE_F32
-    with _quiet_llama_logs(), _stderr_silenced():
+    with _stderr_silenced():
         ctx = llama_cpp.llama_init_from_model(model, params)
     if not ctx:
         raise GGUFFileError(f"llama.cpp cannot make a context of {n_ctx} tokens for {gguf_path}")
@@ -244,8 +244,8 @@ def _new_context(model: Any, gguf_path: str | os.PathLike[str], *, n_ctx: int, n
 
 @contextlib.contextmanager
 def _stderr_silenced() -> Iterator[None]:
-    """Drop what C code writes to file descriptor 2 (llama.cpp prints a KV-cache notice even
-    with verbose=False); Python-level errors still propagate as exceptions."""
+    """Drop what C code writes to file descriptor 2 (ggml's backends can print there directly,
+    past the logger); Python-level errors still propagate as exceptions."""
     import sys
 
     sys.stderr.flush()
