@@ -107,7 +107,8 @@ class PeakMemoryMonitor(threading.Thread):
 
 
 def run_measured(label: str, cmd: list[str], log_path: str | None = None, env: dict | None = None,
-                 output: Path | None = None, memory_limit: int | None = None) -> Measurement:
+                 output: Path | None = None, memory_limit: int | None = None,
+                 cwd: Path | None = None) -> Measurement:
     """With ``output``, the size of the file the command wrote is recorded too. With
     ``memory_limit``, the command runs in a memory cgroup of that many bytes (confine.py; raises
     ConfinementUnavailable where the machine allows none)."""
@@ -116,7 +117,7 @@ def run_measured(label: str, cmd: list[str], log_path: str | None = None, env: d
     try:
         with cgroup:
             start = time.perf_counter()
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd,
                                     preexec_fn=cgroup.enter if memory_limit is not None else None)
             monitor = PeakMemoryMonitor(proc.pid)
             monitor.start()

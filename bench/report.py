@@ -22,6 +22,7 @@ from renderers.cells import machine_line
 from renderers.quality import render_audio, render_exact_mm, render_imatrix_peer, render_parity, render_sweep
 from renderers.real_size import render_confined, render_convert, render_package, render_quantize, render_validate
 from renderers.slicing import render_slice
+from renderers.suite import render_ci_time
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -40,6 +41,7 @@ COMMANDS = {
     "sweep_tiny": "python bench/sweep_tiny.py --repeat 1",
     "exact_mm_tiny": "python bench/exact_mm_tiny.py --repeat 1",
     "imatrix_peer": "python bench/imatrix_peer.py --repeat 1",
+    "ci_time": "python bench/ci_time.py --repeat 2",
 }
 
 
@@ -56,6 +58,7 @@ RENDERERS: dict[str, Callable[[dict], list[str]]] = {
     "sweep_tiny": render_sweep,
     "exact_mm_tiny": render_exact_mm,
     "imatrix_peer": render_imatrix_peer,
+    "ci_time": render_ci_time,
 }
 
 
