@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--tests", nargs="+", default=[], help="only these test paths (a smoke run)")
     args = parser.parse_args()
     args.preset = "subset" if args.tests else args.default_preset
+    args.workdir = args.workdir.resolve()  # the suites run in other directories
     args.workdir.mkdir(parents=True, exist_ok=True)
     baseline_tree = export_commit(args.baseline, args.workdir / f"baseline-{args.baseline[:12]}")
     runs, counts = [], {}
