@@ -105,7 +105,8 @@ def junit_counts(path: Path) -> dict:
 
 
 def check_runs(args, runs: list[dict], baseline_tree: Path) -> dict:
-    baseline_ids = junit_ids(str(args.workdir / "baseline-0.xml")) if (args.workdir / "baseline-0.xml").is_file() else set()
+    first = args.workdir / "baseline-0.xml"
+    baseline_ids = junit_ids(str(first)) if first.is_file() else set()
     same_ids = [junit_ids(str(args.workdir / f"same_tests-{r}.xml")) for r in range(args.repeat)
                 if (args.workdir / f"same_tests-{r}.xml").is_file()]
     passed = all(r["exit"] == 0 and r["tests"] > 0 and not (r["failures"] or r["errors"]) for r in runs)

@@ -21,6 +21,9 @@ def render_ci_time(results: dict) -> list[str]:
     header, rule, *body = table(rows)
     lines = [header + " tests |", rule + "---:|", *body, ""]
     lines += [f"- `pytest {role}`: {label}." for role, label in LABELS.items()]
+    lines += ["", "A suite starts hundreds of short-lived processes: its peak RSS column adds up the high-water "
+              "marks of all of them over the whole run, an upper bound that says little; anonymous and "
+              "file-backed are sampled sums over the processes alive at one time."]
     then, now = median_wall(by_role(results, "baseline")), median_wall(by_role(results, "same_tests"))
     if then is not None and now is not None:
         ci = checks.get("baseline_ci_seconds")
