@@ -35,6 +35,7 @@ def test_validate_bench_records_every_field(tmp_path):
     assert checks["within_bound"] == {"validate": True, "sweep": True, "imatrix": True}
     assert 0 < checks["validate_peak_rss_bytes"] <= results["checks"]["bound_bytes"]
     assert checks["sweep_reference_runs"] == [1]  # three schemes, one reference pass
+    assert results["runs"][4]["report"]["weight_repack"] is False  # the bound's --no-repack reached the sweep
     imatrix = results["runs"][5]["report"]
     assert imatrix["reference"]["mode"] == "streamed" and imatrix["chunks"] == 2
     assert checks["reference_pass_s"] > 0 and checks["llama_f16_base_s"] > 0 and checks["reference_over_llama_f16"] > 0

@@ -63,6 +63,7 @@ def test_table_json_and_plot_are_written(swept):
     assert [row["scheme"] for row in document["rows"]] == ["Q2_K", "Q4_K_M", "Q6_K", "Q8_0"]
     assert document["rows"][0]["kld_mean"]["value"] == result.rows[0].kld_mean.value
     assert document["reference_runs"] == 1
+    assert document["weight_repack"] is True and "weight repacking on," in table  # llama.cpp's default
     for row in result.rows:
         assert Path(row.path).stat().st_size == row.file_bytes
 

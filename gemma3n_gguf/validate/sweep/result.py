@@ -55,6 +55,7 @@ class SweepResult:
             "windows": first.n_windows,
             "scored_tokens": first.kld.n_tokens,
             "reference_runs": self.reference_runs,
+            "weight_repack": first.weight_repack,
             "rows": [row.to_dict() for row in self.rows],
             "outputs": self.outputs,
         })
