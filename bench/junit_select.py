@@ -21,16 +21,19 @@ def junit_ids(path: str) -> set[tuple[str, str]]:
 
 
 def junit_id(item: pytest.Item) -> tuple[str, str]:
-    """``item`` as --junitxml names it: the module's dotted path, then any classes, then the name."""
-    path, *scopes = item.nodeid.split("::")
+    """``item`` as --junitxml names it: the module's dotted path, then any classes, then the name (the
+    node id is cut at its parameters first, which may themselves hold "::")."""
+    path, *scopes = item.nodeid.partition("[")[0].split("::")
     return ".".join([path.removesuffix(".py").replace("/", "."), *scopes[:-1]]), item.name
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if "JUNIT_SELECT" not in os.environ:
+        raise pytest.UsageError("junit_select: set JUNIT_SELECT to the JUnit XML file whose tests to run")
     wanted = junit_ids(os.environ["JUNIT_SELECT"])
-    kept = [item for item in items if junit_id(item) in wanted]
-    dropped = [item for item in items if junit_id(item) not in wanted]
-    items[:] = kept
+    chosen = {item.nodeid: junit_id(item) in wanted for item in items}
+    dropped = [item for item in items if not chosen[item.nodeid]]
+    items[:] = [item for item in items if chosen[item.nodeid]]
     if dropped:
         config.hook.pytest_deselected(items=dropped)

@@ -31,7 +31,7 @@ def markdown_table(rows: Sequence[SweepRow], first: ValidationReport, name: str)
         "",
         f"{first.kld.n_tokens} scored tokens in {first.n_windows} windows of {first.n_ctx} "
         f"({first.text_name}); reference: transformers fp32 on `{first.reference.directory}`; "
-        f"candidate: llama.cpp (llama-cpp-python), F16 KV cache, weight repacking "
+        "candidate: llama.cpp (llama-cpp-python), F16 KV cache, weight repacking "
         f"{'on' if first.weight_repack else 'off (--no-repack)'}, llama-perplexity's KLD protocol.",
     ]
     return "\n".join(lines) + "\n"
