@@ -13,6 +13,7 @@ from pathlib import Path
 
 import report
 from harness import RESULT_FIELDS, RUN_FIELDS
+import pytest
 from junit_select import junit_ids
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,3 +45,16 @@ def test_ci_time_bench_runs_the_baseline_tests_then_and_now(tmp_path):
     rendered = report.render_results(results)
     assert "| `pytest same_tests` |" in rendered and f"The {runs['baseline']['tests']} tests of" in rendered
     assert "CI's own figure" not in rendered  # CI's 363 s is the whole baseline suite's, not a subset's
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--tests", "/abs/tests/test_gate.py"], "--tests takes paths relative to the repository"),
+    (["--baseline", "0" * 40], "is not in this clone"),
+    (["--preset", "tiny-text"], "--preset does not apply"),
+])
+def test_ci_time_refuses_bad_options_in_one_line_before_any_run(tmp_path, options, message):
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "ci_time.py"), "--workdir", str(tmp_path / "work"),
+                           "--results-dir", str(tmp_path / "results"), *options],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)  # a missed refusal would run suites
+    assert done.returncode == 1 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "results").exists() and not list((tmp_path / "work").glob("*.log"))
